@@ -1,0 +1,168 @@
+"""The ``semilearn`` command: train, eval, data, compare, report.
+
+Errors in input (configuration, data, checkpoints) end with one line on stderr and exit
+status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+TRAIN_EPILOG = """\
+Any USB key can be given as --key value (or --key=value). Precedence: defaults < --config
+YAML < command-line flags. Note: USB's own train.py re-applies the YAML after parsing the
+flags, so there the YAML wins; here the command line wins.
+
+NAME is a base SSL algorithm (fixmatch, flexmatch, ...) or an imbalanced one (semi, acr,
+daso, abc, ...), which runs on its base: --base, else the config's `algorithm`, else
+fixmatch. `fixmatch+semi` names both. Use `semilearn train --algorithm NAME --help` for
+every key of that method with its default.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semilearn", description="USB (semilearn 0.3.2) with the semi_usb plugin: "
+                                     "SeMi and ACR for class-imbalanced semi-supervised learning.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,data,compare,report}")
+
+    t = sub.add_parser("train", help="train one algorithm", add_help=False, epilog=TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="semilearn train --algorithm NAME [--config FILE] [--base BASE] [--any_usb_key VALUE ...]")
+    t.add_argument("--algorithm", "-alg", dest="method", help="fixmatch, semi, acr, daso, abc, fixmatch+semi, ...")
+    t.add_argument("--config", "-c", "--c", help="USB-style YAML file")
+    t.add_argument("--base", help="base SSL algorithm of an imbalanced one (default fixmatch)")
+    t.add_argument("-h", "--help", action="store_true")
+    _add_common(t)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint (EMA model, test set) and print its summary JSON")
+    e.add_argument("--checkpoint", required=True, help="a .pth written by semilearn train")
+    e.add_argument("--config", help="run configuration (default: config.yaml beside the checkpoint)")
+    e.add_argument("--out", help="write the summary JSON here (default: eval_<checkpoint>.json beside it)")
+    _add_common(e)
+
+    d = sub.add_parser("data", help="prepare data offline")
+    dsub = d.add_subparsers(dest="data_command", metavar="{import}")
+    di = dsub.add_parser("import", help="import an image folder or .tar.gz (train/<class>/*, test/<class>/*)")
+    di.add_argument("source")
+    di.add_argument("--dataset", default="imagefolder", choices=["cifar10", "cifar100", "imagefolder"],
+                    help="cifar10/cifar100: write the files semilearn's CIFAR loader reads; imagefolder: copy the folder")
+    di.add_argument("--name", help="folder name under data_dir for --dataset imagefolder (default: imagefolder)")
+    di.add_argument("--data_dir", default="./data")
+    _add_common(di)
+
+    for name in ("compare", "report"):
+        module = __import__(f"semi_usb.{name}", fromlist=["add_parser"])
+        module.add_parser(sub)
+    return parser
+
+
+def _train(ns, extra: list) -> int:
+    from .config import build_args, describe_keys, parse_flags, split_method
+
+    if ns.help:
+        algorithm, imb = (split_method(ns.method, ns.base) if ns.method else (None, None))
+        build_parser()._subparsers._group_actions[0].choices["train"].print_help()
+        print("\nkeys" + (f" of {algorithm}{'+' + imb if imb else ''}" if algorithm else " (USB base)") + ":")
+        print(describe_keys(algorithm, imb))
+        return 0
+    if not ns.method and not ns.config:
+        raise _usage("train needs --algorithm NAME or --config FILE")
+    args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
+    from .runner import train
+
+    summary = train(args)
+    if summary is not None:
+        f = summary["final"]
+        print(f"{summary['method']} on {summary['setting']} (seed {summary['seed']}), {summary['iterations_done']} iterations: "
+              f"top-1 {100 * f['top1']:.2f}%  balanced {100 * f['balanced_acc']:.2f}%  "
+              f"(EMA model, {summary['head']} head) -> {os.path.join(args.save_dir, args.save_name, 'summary.json')}")
+    return 0
+
+
+def _eval(ns) -> int:
+    from .checkpoint import CheckpointError
+    from .config import build_args
+    from .runner import evaluate_checkpoint
+
+    if not os.path.isfile(ns.checkpoint):
+        raise CheckpointError(f"checkpoint not found: {ns.checkpoint}")
+    config = ns.config or os.path.join(os.path.dirname(ns.checkpoint), "config.yaml")
+    if not os.path.isfile(config):
+        raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
+    args = build_args(None, config, {"resume": False})
+    summary = evaluate_checkpoint(args, ns.checkpoint)
+    out = ns.out or os.path.join(os.path.dirname(ns.checkpoint),
+                                 "eval_" + os.path.splitext(os.path.basename(ns.checkpoint))[0] + ".json")
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+def _data(ns) -> int:
+    from .datasets import import_image_folder
+
+    if ns.data_command != "import":
+        raise _usage("data needs a subcommand: import")
+    path = import_image_folder(ns.source, ns.data_dir, ns.dataset, ns.name)
+    print(f"imported {ns.source} -> {path}")
+    return 0
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def _usage(msg: str) -> _UsageError:
+    return _UsageError(msg)
+
+
+def main(argv: list | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    ns, extra = parser.parse_known_args(argv)
+    debug = getattr(ns, "debug", False) or "--debug" in extra
+    extra = [a for a in extra if a != "--debug"]
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    if ns.command != "train" and extra and not getattr(ns, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if ns.command == "train":
+            return _train(ns, extra)
+        if ns.command == "eval":
+            return _eval(ns)
+        if ns.command == "data":
+            return _data(ns)
+        return ns.func(ns, extra) if getattr(ns, "takes_extra", False) else ns.func(ns)
+    except KeyboardInterrupt:
+        print("semilearn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not _is_input_error(exc):
+            raise
+        print(f"semilearn {ns.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .datasets import DataError
+    from .monitor import NonFiniteError
+
+    return isinstance(exc, (ConfigError, DataError, CheckpointError, NonFiniteError, _UsageError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

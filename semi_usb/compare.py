@@ -1,0 +1,124 @@
+"""``semilearn compare``: several algorithms on the same splits, seeds and budget.
+
+Each (algorithm, seed) is one ``semilearn train`` process. Its configuration is the
+protocol file ``<config_dir>/<method>/<method>_<setting>_<seed>.yaml`` when one exists, or
+else ``--config`` (a base file: network, budget, data) with the setting's keys parsed from
+its name; the same overrides apply to every run. Finished runs (with ``summary.json``)
+are skipped and interrupted ones resume from their checkpoint. Runs go one after another,
+or ``--jobs N`` at a time (one GPU each when GPUs are visible).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
+
+
+def parse_setting(setting: str) -> dict:
+    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for."""
+    m = SETTING_RE.match(setting)
+    if not m:
+        from .config import ConfigError
+
+        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>")
+    return {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
+            "ulb_num_labels": m["nu"], "ulb_imb_ratio": m["gu"]}
+
+
+def method_dir(algorithm: str) -> str:
+    """USB's folder naming: fixmatch, fixmatch_daso, ..."""
+    return algorithm.replace("+", "_") if "+" in algorithm or algorithm in ("fixmatch",) else f"fixmatch_{algorithm}"
+
+
+def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,
+         save_dir: str, overrides: list) -> list:
+    """The ``semilearn train`` argument lists, one per (algorithm, seed)."""
+    from .config import ConfigError
+
+    runs = []
+    keys = parse_setting(setting)
+    for alg in algorithms:
+        mdir = method_dir(alg)
+        for seed in seeds:
+            name = f"{mdir}_{setting}_{seed}"
+            protocol = os.path.join(config_dir, mdir, f"{name}.yaml")
+            argv = ["train", "--algorithm", alg]
+            if os.path.isfile(protocol):
+                argv += ["--config", protocol]
+            elif base_config:
+                argv += ["--config", base_config] + [f"--{k}={v}" for k, v in keys.items()]
+            else:
+                raise ConfigError(f"no protocol config {protocol} and no --config base file for setting {setting}")
+            argv += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True"] + overrides
+            runs.append({"name": name, "argv": argv, "dir": os.path.join(save_dir, name)})
+    return runs
+
+
+def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.makedirs(log_dir, exist_ok=True)
+    log = open(os.path.join(log_dir, run["name"] + ".log"), "a", encoding="utf-8")
+    return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + run["argv"], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:
+    """Run what is not finished; returns the number of failed runs."""
+    pending = [r for r in runs if not os.path.isfile(os.path.join(r["dir"], "summary.json"))]
+    for r in runs:
+        if r not in pending:
+            echo(f"skip {r['name']} (finished)")
+    try:
+        import torch
+
+        gpus = list(range(torch.cuda.device_count()))
+    except ImportError:  # pragma: no cover
+        gpus = []
+    active, failed = {}, 0
+    while pending or active:
+        while pending and len(active) < max(jobs, 1):
+            run = pending.pop(0)
+            free = [g for g in gpus if g not in {a[1] for a in active.values()}]
+            gpu = free[0] if free else None
+            state = "resume" if os.path.isfile(os.path.join(run["dir"], "latest_model.pth")) else "start"
+            echo(f"{state} {run['name']}" + (f" on GPU {gpu}" if gpu is not None else ""))
+            active[run["name"]] = (_launch(run, gpu, log_dir), gpu, time.time())
+        time.sleep(0.5)
+        for name, (proc, _, t0) in list(active.items()):
+            if proc.poll() is not None:
+                del active[name]
+                ok = proc.returncode == 0
+                failed += not ok
+                echo(f"{'done' if ok else 'FAILED'} {name} ({time.time() - t0:.0f} s)"
+                     + ("" if ok else f": see {os.path.join(log_dir, name + '.log')}"))
+    return failed
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="run several algorithms on the same setting and seeds",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Any further --key value is passed to every run (e.g. --num_train_iter 2000).")
+    p.add_argument("--algorithms", required=True, help="comma list: fixmatch,daso,abc,acr,semi")
+    p.add_argument("--setting", required=True, help="USB setting name, e.g. cifar10_lb1500_100_ulb3000_-100")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--config_dir", default="config/classic_cv_imb")
+    p.add_argument("--config", help="base YAML for settings without a protocol file")
+    p.add_argument("--save_dir", default="./saved_models/compare")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each when GPUs are visible)")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=main, takes_extra=True)
+
+
+def main(ns, extra: list | None = None) -> int:
+    runs = plan([a.strip() for a in ns.algorithms.split(",") if a.strip()], ns.setting,
+                [int(s) for s in ns.seeds.split(",")], ns.config_dir, ns.config, ns.save_dir, list(extra or []))
+    failed = run_all(runs, ns.jobs, os.path.join(ns.save_dir, "logs"))
+    print(f"{len(runs) - failed}/{len(runs)} runs finished; report with: semilearn report "
+          + " ".join(r["dir"] for r in runs) + " --out results/<name>/")
+    return 1 if failed else 0

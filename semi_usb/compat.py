@@ -1,0 +1,211 @@
+"""The one place where semi_usb adapts semilearn 0.3.2.
+
+semilearn is used as installed; nothing in site-packages is edited. Two entry points:
+
+* :func:`import_semilearn` makes ``import semilearn`` work where its optional experiment
+  trackers (aim, wandb) are not installed. It is called by ``semi_usb/__init__.py``, which
+  must import semilearn to register its algorithms.
+* :func:`apply` installs the runtime patches below. The trainer (``semi_usb.runner``) calls
+  it explicitly; importing semi_usb does not.
+
+Every patch names the semilearn line it works around. Patches replace attributes of
+semilearn's own classes and modules only (never torch or numpy globals), and each is
+idempotent.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import time
+import types
+from inspect import signature
+from typing import Any
+
+import torch
+
+from .checkpoint import atomic_torch_save
+from .metrics import evaluate_model
+
+_PATCHED = "_semi_usb_patched"
+
+
+def _stub_tracker(name: str) -> types.ModuleType:
+    """A placeholder for an optional tracker module that fails only when it is used."""
+    module = types.ModuleType(name)
+
+    def __getattr__(attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise ImportError(
+            f"{name} is not installed: install it (pip install {name}) or leave use_{name}=False"
+        )
+
+    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    module.__semi_usb_stub__ = True  # type: ignore[attr-defined]
+    return module
+
+
+def import_semilearn() -> types.ModuleType:
+    """Import semilearn even where aim or wandb are missing.
+
+    semilearn/core/hooks/aim.py and wandb.py do ``import aim`` / ``import wandb`` at module
+    level, so ``import semilearn`` fails without them although they are only used when
+    ``use_aim`` / ``use_wandb`` are set. Only when a tracker is really absent, a stub that
+    raises on first use stands in for it.
+    """
+    for name in ("aim", "wandb"):
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = _stub_tracker(name)
+    import semilearn
+
+    return semilearn
+
+
+def model_device(algorithm) -> torch.device:
+    """The device that the algorithm's model lives on (CPU, one GPU or this rank's GPU)."""
+    return next(algorithm.model.parameters()).device
+
+
+def _to_device(var: Any, device: torch.device) -> Any:
+    if isinstance(var, dict):
+        return {k: _to_device(v, device) for k, v in var.items()}
+    if isinstance(var, torch.Tensor):
+        return var.to(device, non_blocking=True)
+    return var
+
+
+def _process_batch(self, input_args=None, **kwargs):
+    # Replaces AlgorithmBase.process_batch (semilearn/core/algorithmbase.py), whose
+    # `var.cuda(self.gpu)` fails without CUDA. Same filtering by the train_step signature;
+    # tensors go to the model's device instead.
+    if input_args is None:
+        input_args = list(signature(self.train_step).parameters.keys())
+    device = model_device(self)
+    return {
+        arg: _to_device(var, device)
+        for arg, var in kwargs.items()
+        if arg in input_args and var is not None
+    }
+
+
+def _evaluate(self, eval_dest="eval", out_key="logits", return_logits=False):
+    # Replaces AlgorithmBase.evaluate, whose `x.cuda(self.gpu)` fails without CUDA. Keeps
+    # USB's keys (eval/loss, eval/top-1-acc, eval/balanced_acc, ...) and adds per-class
+    # accuracy and the confusion matrix (counts), which the summary and reports need.
+    self.model.eval()
+    self.ema.apply_shadow()
+    try:
+        result = evaluate_model(
+            self.model, self.loader_dict[eval_dest], model_device(self), out_key=out_key,
+            num_classes=self.num_classes, keep_logits=return_logits,
+        )
+    finally:
+        self.ema.restore()
+        self.model.train()
+    self.print_fn("confusion matrix:\n" + str(result.confusion_normalized()))
+    eval_dict = {f"{eval_dest}/{k}": v for k, v in result.usb_metrics().items()}
+    self.last_eval = result
+    if return_logits:
+        eval_dict[eval_dest + "/logits"] = result.logits
+    return eval_dict
+
+
+def _save_model(self, save_name, save_path):
+    # Replaces AlgorithmBase.save_model, whose plain torch.save leaves a truncated file if
+    # the process dies while writing. Write to a temporary file, fsync, then rename.
+    os.makedirs(save_path, exist_ok=True)
+    save_filename = os.path.join(save_path, save_name)
+    atomic_torch_save(self.get_save_dict(), save_filename)
+    self.print_fn(f"model saved: {save_filename}")
+
+
+class _WallClockTimerHook:
+    """Replaces semilearn's TimerHook (semilearn/core/hooks/timer.py).
+
+    USB's hook records ``torch.cuda.Event`` objects, which fail without CUDA, and sets
+    ``algorithm.start_run`` so that ParamUpdateHook calls ``torch.cuda.synchronize()`` twice
+    per step. This version measures the data-loading wait with a host clock and forces no
+    device synchronisation; it logs the same keys (``lr``, ``train/prefetch_time``).
+    """
+
+    @staticmethod
+    def before_run(self, algorithm):
+        algorithm.semi_usb_batch_clock = time.perf_counter()
+
+    @staticmethod
+    def before_train_step(self, algorithm):
+        algorithm.semi_usb_prefetch_time = time.perf_counter() - algorithm.semi_usb_batch_clock
+
+    @staticmethod
+    def after_train_step(self, algorithm):
+        algorithm.log_dict["lr"] = algorithm.optimizer.param_groups[-1]["lr"]
+        algorithm.log_dict["train/prefetch_time"] = algorithm.semi_usb_prefetch_time
+        algorithm.semi_usb_batch_clock = time.perf_counter()
+
+
+class _NumpyWithMath(types.ModuleType):
+    """numpy as CReST expects it: numpy 2 removed ``np.math``."""
+
+    def __init__(self, numpy_module):
+        super().__init__("numpy")
+        self._numpy = numpy_module
+        self.math = math
+
+    def __getattr__(self, name):
+        return getattr(self._numpy, name)
+
+
+def _split_cache_dir() -> str:
+    return os.environ.get(
+        "SEMI_USB_SPLIT_CACHE",
+        os.path.join(os.path.expanduser("~"), ".cache", "semi_usb", "split_index"),
+    )
+
+
+def apply() -> None:
+    """Install the runtime patches (idempotent). Called by the trainer, not on import."""
+    import_semilearn()
+    from semilearn.core import algorithmbase
+    from semilearn.core.hooks import timer
+    import semilearn.datasets.utils as dataset_utils
+
+    if getattr(algorithmbase.AlgorithmBase, _PATCHED, False):
+        return
+
+    base = algorithmbase.AlgorithmBase
+    base.process_batch = _process_batch
+    base.evaluate = _evaluate
+    base.save_model = _save_model
+
+    for stage in ("before_run", "before_train_step", "after_train_step"):
+        setattr(timer.TimerHook, stage, getattr(_WallClockTimerHook, stage))
+
+    # semilearn/datasets/utils.py: `base_dir` points into site-packages, where
+    # sample_labeled_unlabeled_data writes its index caches (np.save); they are never read
+    # back (load_exist=False), and site-packages may be read-only. Redirect them.
+    dataset_utils.base_dir = _split_cache_dir()
+
+    # semilearn/imb_algorithms/crest/crest.py calls np.math.pow (gone in numpy 2). Give that
+    # module, and only it, a numpy that still has .math.
+    try:
+        from semilearn.imb_algorithms.crest import crest
+
+        if not hasattr(crest.np, "math"):
+            crest.np = _NumpyWithMath(crest.np)
+    except ImportError:  # pragma: no cover - CReST failed to import in semilearn itself
+        pass
+
+    # semilearn/core/algorithmbase.py imports get_dataset from core/utils/build.py, whose
+    # if/elif knows no image folders and, offline, lets torchvision try to download.
+    # The wrapper adds the plugin datasets (digits, imagefolder) and one-line errors.
+    from . import datasets
+    from semilearn.datasets.cv_datasets import cifar
+
+    algorithmbase.get_dataset = datasets.make_get_dataset(algorithmbase.get_dataset)
+    # semilearn/datasets/cv_datasets/cifar.py: getattr(torchvision.datasets, name.upper())
+    # verifies the md5 of each pickle, so CIFAR imported from images triggers a download.
+    datasets.install(cifar)
+
+    setattr(base, _PATCHED, True)

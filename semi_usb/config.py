@@ -1,0 +1,293 @@
+"""Run configuration: USB's arguments, the algorithms' ``SSL_Argument`` lists, a YAML file and
+command-line flags merged into one ``argparse.Namespace``.
+
+Precedence: defaults < YAML (``--config``) < command-line flags. (USB's ``train.py``
+re-applies the YAML after parsing, so there the YAML wins; here what you type wins.)
+Unknown keys, wrong types and impossible settings are errors (:class:`ConfigError`), with
+the closest valid key suggested.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line."""
+
+
+def str2bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if isinstance(v, str) and v.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+def number(v: Any) -> int | float:
+    """An imbalance ratio: int when integral (USB names files ``_100_``), else float."""
+    if isinstance(v, bool):
+        raise ValueError(f"not a number: {v!r}")
+    f = float(v)
+    return int(f) if f.is_integer() and not (isinstance(v, str) and "." in v) else f
+
+
+def optional(t: Callable) -> Callable:
+    def parse(v: Any):
+        if v is None or (isinstance(v, str) and v in ("None", "null", "")):
+            return None
+        return t(v)
+
+    parse.__name__ = f"optional {getattr(t, '__name__', t)}"
+    return parse
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: Callable
+    default: Any
+    help: str = ""
+
+
+# USB's own arguments (train.py / semilearn.lighting.get_config), plus the plugin's runner keys.
+BASE_KEYS = [
+    Key("save_dir", str, "./saved_models", "folder of runs"),
+    Key("save_name", optional(str), None, "run name (default: <method>_<dataset>_<seed>)"),
+    Key("resume", str2bool, False, "resume save_dir/save_name from load_path (default: its latest_model.pth)"),
+    Key("load_path", optional(str), None, "checkpoint to resume from"),
+    Key("overwrite", str2bool, True, "accepted for USB configs; semi_usb never deletes a run"),
+    Key("use_tensorboard", str2bool, True, "write TensorBoard logs under save_dir/save_name/tensorboard"),
+    Key("use_wandb", str2bool, False), Key("use_aim", str2bool, False),
+    Key("epoch", int, 1), Key("num_train_iter", int, 20), Key("num_warmup_iter", int, 0),
+    Key("num_eval_iter", int, 10), Key("num_log_iter", int, 5),
+    Key("num_labels", int, 400, "labeled images (of the head class when lb_imb_ratio != 1)"),
+    Key("batch_size", int, 8), Key("uratio", int, 1), Key("eval_batch_size", int, 16),
+    Key("ema_m", float, 0.999), Key("ulb_loss_ratio", float, 1.0),
+    Key("optim", str, "SGD"), Key("lr", float, 0.03), Key("momentum", float, 0.9),
+    Key("weight_decay", float, 5e-4), Key("layer_decay", float, 1.0),
+    Key("net", str, "wrn_28_2"), Key("net_from_name", str2bool, False),
+    Key("use_pretrain", str2bool, False), Key("pretrain_path", str, ""),
+    Key("algorithm", str, "fixmatch", "base SSL algorithm"),
+    Key("imb_algorithm", optional(str), None, "imbalanced algorithm on top of the base"),
+    Key("use_cat", str2bool, True), Key("amp", str2bool, False), Key("clip_grad", float, 0.0),
+    Key("data_dir", str, "./data"), Key("dataset", str, "cifar10"), Key("num_classes", int, 10),
+    Key("train_sampler", str, "RandomSampler"), Key("num_workers", int, 1),
+    Key("include_lb_to_ulb", str2bool, True),
+    Key("lb_imb_ratio", number, 1, "gamma_l"), Key("ulb_imb_ratio", number, 1, "gamma_u (negative: reversed)"),
+    Key("ulb_num_labels", optional(int), None, "M1: unlabeled images of the head class"),
+    Key("img_size", int, 32), Key("crop_ratio", float, 0.875),
+    Key("max_length", int, 512), Key("max_length_seconds", float, 4.0), Key("sample_rate", int, 16000),
+    Key("world_size", int, 1), Key("rank", int, 0), Key("dist_url", str, "tcp://127.0.0.1:11111"),
+    Key("dist_backend", str, "nccl"), Key("seed", int, 1),
+    Key("gpu", optional(int), None, "GPU id; None: all GPUs (DDP when multiprocessing_distributed)"),
+    Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
+    Key("semi_usb_nonfinite_patience", int, 20,
+        "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check"),
+]
+
+# Keys that USB's published configs carry but that no code reads; accepted with a warning.
+USB_NOOP_KEYS = {"clip": "USB ignores it (the real key is clip_grad)", "c": "config path of USB's train.py"}
+ALIASES = {"use_amp": "amp", "world-size": "world_size", "dist-url": "dist_url", "dist-backend": "dist_backend",
+           "multiprocessing-distributed": "multiprocessing_distributed"}
+
+
+def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
+    """The ``SSL_Argument`` lists of the base and the imbalanced algorithm, as Keys."""
+    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algorithm!r}{_suggest(algorithm, ALGORITHMS.keys())}"
+                          f" (base algorithms: {', '.join(sorted(ALGORITHMS.keys()))})")
+    sources = [ALGORITHMS[algorithm]]
+    if imb_algorithm is not None:
+        if imb_algorithm not in IMB_ALGORITHMS:
+            raise ConfigError(f"unknown imbalanced algorithm {imb_algorithm!r}{_suggest(imb_algorithm, IMB_ALGORITHMS.keys())}"
+                              f" (imbalanced algorithms: {', '.join(sorted(IMB_ALGORITHMS.keys()))})")
+        sources.append(IMB_ALGORITHMS[imb_algorithm])
+    keys = []
+    for cls in sources:
+        for a in cls.get_argument():
+            keys.append(Key(a.name.lstrip("-"), _usb_type(a.type, a.default), a.default, a.help))
+    return keys
+
+
+def _usb_type(t: Callable, default: Any) -> Callable:
+    if getattr(t, "__name__", "") == "str2bool":
+        return str2bool
+    return optional(t) if default is None else t
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value")
+    return {ALIASES.get(str(k), str(k)): v for k, v in data.items()}
+
+
+def parse_flags(argv: list) -> dict:
+    """``--key value`` / ``--key=value`` / a bare ``--flag`` (True) into a dict of strings."""
+    out, i = {}, 0
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("--") or tok == "--":
+            raise ConfigError(f"unexpected argument {tok!r}: flags are --key value")
+        key, eq, val = tok[2:].partition("=")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                val, i = argv[i + 1], i + 1
+            else:
+                val = True
+        out[ALIASES.get(key, key.replace("-", "_") if key.replace("-", "_") in _BASE_NAMES else key)] = val
+        i += 1
+    return out
+
+
+_BASE_NAMES = {k.name for k in BASE_KEYS}
+
+
+def split_method(name: str, base: str | None = None) -> tuple[str, str | None]:
+    """``semi`` -> (fixmatch, semi); ``fixmatch`` -> (fixmatch, None); ``flexmatch+acr`` works too."""
+    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+
+    if "+" in name:
+        b, imb = name.split("+", 1)
+        return b, imb
+    if name in IMB_ALGORITHMS and name not in ALGORITHMS:
+        return base or "fixmatch", name
+    if name in ALGORITHMS:
+        return name, None
+    both = list(ALGORITHMS.keys()) + list(IMB_ALGORITHMS.keys())
+    raise ConfigError(f"unknown algorithm {name!r}{_suggest(name, both)}; base: {', '.join(sorted(ALGORITHMS.keys()))};"
+                      f" imbalanced: {', '.join(sorted(IMB_ALGORITHMS.keys()))}")
+
+
+def build_args(method: str | None = None, config: str | None = None, flags: dict | None = None,
+               base: str | None = None, warn: Callable = print) -> argparse.Namespace:
+    """Merge defaults, the YAML file and the flags; validate; return USB's ``args``."""
+    flags = dict(flags or {})
+    file_values = load_yaml(config) if config else {}
+    algorithm = file_values.get("algorithm", "fixmatch")
+    imb = file_values.get("imb_algorithm")
+    imb = None if imb in (None, "None", "null") else imb
+    if "algorithm" in flags or "imb_algorithm" in flags:
+        algorithm = flags.pop("algorithm", algorithm)
+        imb = optional(str)(flags.pop("imb_algorithm", imb))
+    if method is not None:
+        algorithm, imb = split_method(method, base or file_values.get("algorithm"))
+    elif base is not None:
+        algorithm = base
+    keys = {k.name: k for k in BASE_KEYS + algorithm_keys(algorithm, imb)}
+
+    values = {name: k.default for name, k in keys.items()}
+    for source, given in (("config file", file_values), ("command line", flags)):
+        for name, raw in given.items():
+            if name in ("algorithm", "imb_algorithm"):
+                continue
+            if name in USB_NOOP_KEYS:
+                warn(f"note: key {name!r} in the {source} does nothing: {USB_NOOP_KEYS[name]}")
+                continue
+            if name not in keys:
+                raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
+                                  f" (for {algorithm}{'+' + imb if imb else ''})")
+            values[name] = _convert(keys[name], raw, source)
+    values["algorithm"], values["imb_algorithm"] = algorithm, imb
+    args = argparse.Namespace(**values)
+    finalize(args)
+    return args
+
+
+def _convert(key: Key, raw: Any, source: str) -> Any:
+    t = key.type
+    try:
+        if t is int and isinstance(raw, (bool, float)) and not (isinstance(raw, float) and raw.is_integer()):
+            raise ValueError
+        if t is float and isinstance(raw, bool):
+            raise ValueError
+        if t is str and not isinstance(raw, str):
+            raise ValueError
+        return t(raw)
+    except (ValueError, TypeError):
+        tname = getattr(t, "__name__", str(t))
+        raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {raw!r}") from None
+
+
+def method_name(args) -> str:
+    return f"{args.algorithm}_{args.imb_algorithm}" if args.imb_algorithm else args.algorithm
+
+
+def setting_name(args) -> str:
+    """USB's file naming without the seed: ``cifar10_lb1500_100_ulb3000_-100``."""
+    return f"{args.dataset}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+
+
+# Datasets whose long tail is their own: USB's loader ignores the imbalance keys.
+NATURAL_TAIL = {"imagenet127"}
+
+
+def finalize(args: argparse.Namespace) -> None:
+    """Derived keys and checks that need several keys at once."""
+    from .datasets import NUM_CLASSES
+
+    if args.save_name is None:
+        args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"
+    if args.load_path is None:
+        args.load_path = os.path.join(args.save_dir, args.save_name, "latest_model.pth")
+    for key in ("num_train_iter", "epoch", "num_eval_iter", "num_log_iter", "batch_size", "uratio",
+                "eval_batch_size", "num_classes", "img_size"):
+        if getattr(args, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {getattr(args, key)}")
+    if args.num_train_iter % args.epoch:
+        raise ConfigError(f"num_train_iter {args.num_train_iter} is not divisible by epoch {args.epoch}")
+    if args.num_labels < 1:
+        raise ConfigError(f"num_labels must be at least 1, got {args.num_labels}")
+    if args.lb_imb_ratio < 1:
+        raise ConfigError(f"lb_imb_ratio (gamma_l) must be >= 1, got {args.lb_imb_ratio}")
+    if abs(args.ulb_imb_ratio) < 1:
+        raise ConfigError(f"ulb_imb_ratio (gamma_u) must be 1 or |gamma_u| > 1 (negative: reversed), got {args.ulb_imb_ratio}")
+    if args.ulb_imb_ratio != 1 and args.ulb_num_labels is None and args.dataset not in NATURAL_TAIL:
+        raise ConfigError(f"ulb_imb_ratio={args.ulb_imb_ratio} needs ulb_num_labels (M1)")
+    if args.lb_imb_ratio == 1 and args.num_labels % args.num_classes:
+        raise ConfigError(f"balanced labeled set: num_labels {args.num_labels} must be divisible by num_classes {args.num_classes}")
+    expected = NUM_CLASSES.get(args.dataset)
+    if expected is not None and args.num_classes != expected:
+        raise ConfigError(f"num_classes={args.num_classes} but {args.dataset} has {expected} classes")
+    if not 0 <= args.ema_m < 1:
+        raise ConfigError(f"ema_m must be in [0, 1), got {args.ema_m}")
+    args.distributed = False  # set by the runner once it knows the devices
+
+
+def to_yaml_dict(args: argparse.Namespace) -> dict:
+    """The effective configuration, as saved beside a run's checkpoints."""
+    return {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def describe_keys(algorithm: str | None, imb: str | None) -> str:
+    """Help text listing every key of a method with its default."""
+    keys = list(BASE_KEYS)
+    if algorithm:
+        keys += algorithm_keys(algorithm, imb)
+    width = max(len(k.name) for k in keys) + 2
+    return "\n".join(f"  --{k.name:<{width}} {k.default!r:<14} {k.help}" for k in keys)

@@ -1,0 +1,117 @@
+"""Hooks that report on a run: a progress bar, the evaluation history and the non-finite guard."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+from semilearn.core.hooks import Hook, ParamUpdateHook
+
+
+def _float(v) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
+class ProgressHook(Hook):
+    """One status line: iteration, it/s, loss and the latest evaluation accuracy.
+
+    On a terminal the line is redrawn at most twice a second; otherwise a line is printed
+    every ``num_log_iter`` iterations. Reading the loss (a device sync) happens only then.
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def before_run(self, algorithm):
+        self.t0, self.it0, self.last_draw = time.perf_counter(), algorithm.it, 0.0
+
+    def after_train_step(self, algorithm):
+        now = time.perf_counter()
+        done = algorithm.it + 1
+        due = (now - self.last_draw > 0.5) if self.tty else self.every_n_iters(algorithm, algorithm.num_log_iter)
+        if not (due or self.is_last_iter(algorithm)) or not _is_main(algorithm):
+            return
+        self.last_draw = now
+        rate = (done - self.it0) / max(now - self.t0, 1e-9)
+        loss = algorithm.log_dict.get("train/total_loss")
+        acc = getattr(algorithm, "last_eval", None)
+        text = (f"[{algorithm.save_name}] it {done}/{algorithm.num_train_iter} | {rate:.2f} it/s"
+                + (f" | loss {_float(loss):.4f}" if loss is not None else "")
+                + (f" | eval top-1 {100 * acc.top1:.2f}%" if acc is not None else ""))
+        self.stream.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
+        if self.tty and self.is_last_iter(algorithm):
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _is_main(algorithm) -> bool:
+    return not algorithm.distributed or algorithm.rank == 0
+
+
+class EvalHistoryHook(Hook):
+    """Appends each evaluation (after USB's EvaluationHook) to ``eval_history.jsonl``."""
+
+    def after_train_step(self, algorithm):
+        if not (self.every_n_iters(algorithm, algorithm.num_eval_iter) or self.is_last_iter(algorithm)):
+            return
+        result = getattr(algorithm, "last_eval", None)
+        if result is None or not _is_main(algorithm):
+            return
+        row = {"it": algorithm.it + 1, "top1": result.top1, "balanced_acc": result.balanced_acc,
+               "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc]}
+        path = os.path.join(algorithm.save_dir, algorithm.save_name, "eval_history.jsonl")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients too many steps in a row."""
+
+
+class GuardedParamUpdateHook(ParamUpdateHook):
+    """USB's ParamUpdateHook that skips a step whose loss or gradients are not finite.
+
+    The skipped step leaves weights and optimizer state untouched and is counted
+    (``train/nonfinite_steps``); after ``semi_usb_nonfinite_patience`` such steps in a row
+    training stops with :class:`NonFiniteError`, before any checkpoint is written with the
+    bad state, so the last good checkpoint stays intact. Patience 0 disables the check
+    (it costs one device sync per step).
+    """
+
+    def __init__(self, patience: int):
+        super().__init__()
+        self.patience = patience
+        self.in_a_row = 0
+        self.total = 0
+
+    def after_train_step(self, algorithm):
+        if self.patience <= 0 or algorithm.use_amp:  # GradScaler does its own inf/nan skipping
+            return super().after_train_step(algorithm)
+        loss = algorithm.out_dict["loss"]
+        loss.backward()
+        if algorithm.clip_grad > 0:
+            norm = torch.nn.utils.clip_grad_norm_(algorithm.model.parameters(), algorithm.clip_grad)
+        else:
+            grads = [p.grad for p in algorithm.model.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+        if bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
+            algorithm.optimizer.step()
+            if algorithm.scheduler is not None:
+                algorithm.scheduler.step()
+            self.in_a_row = 0
+        else:
+            self.in_a_row += 1
+            self.total += 1
+            algorithm.print_fn(f"non-finite loss or gradient at iteration {algorithm.it + 1}: step skipped "
+                               f"({self.in_a_row} in a row, {self.total} in all)")
+            if self.in_a_row >= self.patience:
+                algorithm.model.zero_grad()
+                raise NonFiniteError(
+                    f"{self.in_a_row} non-finite steps in a row at iteration {algorithm.it + 1}: stopped; "
+                    f"the last checkpoint in {os.path.join(algorithm.save_dir, algorithm.save_name)} is intact")
+        algorithm.model.zero_grad()
+        algorithm.log_dict["train/nonfinite_steps"] = self.total

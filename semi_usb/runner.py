@@ -1,0 +1,274 @@
+"""Training and evaluation driver: USB's ``train.py`` main/main_worker, device-agnostic.
+
+CPU when no GPU is present; one GPU; or one DDP process per GPU through semilearn's own
+``send_model_cuda`` when ``multiprocessing_distributed`` is set and CUDA is available.
+A run directory is never deleted: an existing run is resumed from its checkpoint (or the
+command refuses), and every run saves its effective configuration, package versions and,
+at the end, ``summary.json``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import socket
+import time
+
+import numpy as np
+import torch
+import yaml
+
+from . import compat
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, method_name, setting_name, to_yaml_dict
+
+EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
+
+
+def versions() -> dict:
+    import semilearn
+    import torchvision
+
+    from . import __version__
+
+    return {"semi_usb": __version__, "semilearn": getattr(semilearn, "__version__", "0.3.2"),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def hardware() -> dict:
+    info = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
+            "num_threads": torch.get_num_threads(), "host": socket.gethostname()}
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+        info["num_gpus"] = torch.cuda.device_count()
+    return info
+
+
+def run_dir(args) -> str:
+    return os.path.join(args.save_dir, args.save_name)
+
+
+def prepare_run_dir(args, fresh: bool = False) -> str:
+    """Resume or refuse, never delete (USB's train.py rmtree's an existing run).
+
+    An existing run directory with a checkpoint is resumed when ``resume`` is set (USB's
+    configs set it) and refused otherwise; a directory that exists without a checkpoint is
+    refused unless it is empty.
+    """
+    path = run_dir(args)
+    has_ckpt = os.path.isfile(args.load_path)
+    if args.resume and not has_ckpt and os.path.abspath(args.load_path) != os.path.abspath(
+            os.path.join(path, "latest_model.pth")):
+        raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
+    if os.path.isdir(path) and os.listdir(path):
+        if args.resume and has_ckpt:
+            return path
+        if os.path.isfile(os.path.join(path, "summary.json")) and not args.resume:
+            raise ConfigError(f"run {path} already exists and is finished: choose another save_name or save_dir")
+        if not args.resume:
+            raise ConfigError(f"run {path} already exists: pass --resume to continue it, or choose another save_name")
+        if not has_ckpt and any(f.endswith(".pth") for f in os.listdir(path)):
+            raise CheckpointError(f"run {path} has no {os.path.basename(args.load_path)} to resume from")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def write_run_files(args) -> None:
+    path = run_dir(args)
+    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_yaml_dict(args), f, sort_keys=True)
+    with open(os.path.join(path, "versions.json"), "w", encoding="utf-8") as f:
+        json.dump({"versions": versions(), "hardware": hardware()}, f, indent=1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(args) -> dict | None:
+    """Train as configured; returns the summary (rank 0) or None (other ranks)."""
+    compat.apply()
+    prepare_run_dir(args)
+    write_run_files(args)
+    ngpus = torch.cuda.device_count()
+    if args.multiprocessing_distributed and ngpus > 0:
+        args.distributed = True
+        args.world_size = ngpus * args.world_size
+        if args.dist_url.endswith(":11111"):
+            args.dist_url = f"tcp://127.0.0.1:{_free_port()}"
+        torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args))
+        with open(os.path.join(run_dir(args), "summary.json"), encoding="utf-8") as f:
+            return json.load(f)
+    args.multiprocessing_distributed = False
+    args.distributed = args.world_size > 1
+    return _worker(args.gpu if ngpus else None, max(ngpus, 1), args)
+
+
+def place_models(args, alg) -> None:
+    """Put model and EMA model on the training device.
+
+    DDP: semilearn's send_model_cuda. Otherwise a DataParallel wrapper (a pass-through on
+    CPU and on one GPU) so that USB algorithms that read ``self.model.module`` (ABC, TRAS)
+    work as they do under USB's default multi-GPU launch, with the same state-dict keys.
+    """
+    from semilearn.core.utils import send_model_cuda
+
+    if args.distributed:
+        alg.model = send_model_cuda(args, alg.model)
+        alg.ema_model = send_model_cuda(args, alg.ema_model, clip_batch=False)
+        return
+    if torch.cuda.is_available():
+        gpu = 0 if args.gpu is None else args.gpu
+        torch.cuda.set_device(gpu)
+        alg.model = torch.nn.DataParallel(alg.model.cuda(gpu), device_ids=[gpu])
+        alg.ema_model = torch.nn.DataParallel(alg.ema_model.cuda(gpu), device_ids=[gpu])
+    else:
+        alg.model = torch.nn.DataParallel(alg.model)
+        alg.ema_model = torch.nn.DataParallel(alg.ema_model)
+
+
+def build_algorithm(args, tb_log=None, logger=None):
+    """The USB algorithm object (datasets, loaders, model, optimizer, hooks) for ``args``."""
+    compat.apply()
+    from semilearn.algorithms import get_algorithm
+    from semilearn.core.utils import get_net_builder
+    from semilearn.imb_algorithms import get_imb_algorithm
+
+    import semilearn.nets
+
+    if not args.net_from_name and not hasattr(semilearn.nets, args.net):
+        from .config import _suggest
+
+        raise ConfigError(f"unknown network {args.net!r}{_suggest(args.net, [n for n in dir(semilearn.nets) if not n.startswith('_')])}")
+    net_builder = get_net_builder(args.net, args.net_from_name)
+    if args.imb_algorithm is not None:
+        return get_imb_algorithm(args, net_builder, tb_log, logger)
+    return get_algorithm(args, net_builder, tb_log, logger)
+
+
+def _worker(gpu, ngpus, args):
+    from semilearn.core.utils import TBLog, get_logger
+
+    from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
+
+    args.gpu = gpu
+    seed_everything(args.seed)
+    if args.distributed:
+        if args.multiprocessing_distributed:
+            args.rank = args.rank * ngpus + gpu
+        torch.distributed.init_process_group(backend=args.dist_backend, init_method=args.dist_url,
+                                             world_size=args.world_size, rank=args.rank)
+    path = run_dir(args)
+    main = args.rank % ngpus == 0
+    tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
+    logger = get_logger(args.save_name, path, "INFO" if main else "WARNING")
+    logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
+
+    alg = build_algorithm(args, tb_log, logger)
+    place_models(args, alg)
+    alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
+    alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
+    alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
+
+    if args.resume and os.path.isfile(args.load_path):
+        load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
+        alg.load_model(args.load_path)
+        logger.info(f"resumed from {args.load_path} at iteration {alg.it}")
+        _trim_history(path, alg.it)
+
+    t0 = time.time()
+    alg.train()
+    if not main:
+        return None
+    summary = make_summary(args, alg, wall_time_s=time.time() - t0)
+    with open(os.path.join(path, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    final = summary["final"]
+    logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
+                f"balanced {100 * final['balanced_acc']:.2f}%; summary: {os.path.join(path, 'summary.json')}")
+    if tb_log is not None and tb_log.use_tensorboard:
+        tb_log.writer.flush()
+    return summary
+
+
+def _trim_history(path: str, it: int) -> None:
+    """Drop evaluations logged after the checkpoint we resume from (they will be redone)."""
+    hist = os.path.join(path, "eval_history.jsonl")
+    if not os.path.isfile(hist):
+        return
+    with open(hist, encoding="utf-8") as f:
+        rows = [line for line in f if line.strip() and json.loads(line)["it"] <= it]
+    with open(hist, "w", encoding="utf-8") as f:
+        f.writelines(rows)
+
+
+def _class_counts(dataset, num_classes: int) -> list:
+    if dataset is None:
+        return []
+    return np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=num_classes).tolist()
+
+
+def make_summary(args, alg, wall_time_s: float | None = None) -> dict:
+    """Machine-readable result of the EMA model on the test set (the USB eval split)."""
+    result = getattr(alg, "last_eval", None)
+    if result is None:
+        alg.evaluate("eval")
+        result = alg.last_eval
+    head = EVAL_HEADS.get(args.imb_algorithm, ("standard", "logits"))[0]
+    per_class = [None if np.isnan(a) else float(a) for a in result.per_class_acc]
+    ds = alg.dataset_dict or {}
+    return {
+        "algorithm": args.algorithm, "imb_algorithm": args.imb_algorithm,
+        "method": f"{args.algorithm}+{args.imb_algorithm}" if args.imb_algorithm else args.algorithm,
+        "dataset": args.dataset, "net": args.net, "seed": args.seed, "num_classes": args.num_classes,
+        "num_labels": args.num_labels, "ulb_num_labels": args.ulb_num_labels,
+        "lb_imb_ratio": args.lb_imb_ratio, "ulb_imb_ratio": args.ulb_imb_ratio,
+        "setting": setting_name(args), "save_name": args.save_name,
+        "num_train_iter": args.num_train_iter, "iterations_done": int(alg.it),
+        "batch_size": args.batch_size, "uratio": args.uratio,
+        "model": "ema", "head": head,
+        "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
+                  "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),
+                  "class_names": getattr(ds.get("eval"), "class_names", None)},
+        "best": {"it": int(alg.best_it) + 1, "top1": float(alg.best_eval_acc)},
+        "lb_class_counts": _class_counts(ds.get("train_lb"), args.num_classes),
+        "ulb_class_counts": _class_counts(ds.get("train_ulb"), args.num_classes),
+        "hardware": hardware(), "versions": versions(),
+        "wall_time_s": wall_time_s, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def evaluate_checkpoint(args, checkpoint: str) -> dict:
+    """Evaluate the EMA model of ``checkpoint`` on the test set, like the end of training."""
+    from semilearn.core.utils import EMA
+
+    ckpt = load_checkpoint(checkpoint)
+    seed_everything(args.seed)
+    args.distributed = False
+    alg = build_algorithm(args)
+    place_models(args, alg)
+    try:
+        alg.load_model(checkpoint)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit {method_name(args)} / {args.net}: "
+                              f"{str(exc).splitlines()[0]}") from None
+    alg.ema = EMA(alg.model, alg.ema_m)
+    alg.ema.register()
+    alg.ema.load(alg.ema_model)
+    alg.evaluate("eval")
+    alg.it = int(ckpt["it"])
+    summary = make_summary(args, alg)
+    summary["checkpoint"] = os.path.abspath(checkpoint)
+    return summary
