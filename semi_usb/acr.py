@@ -1,0 +1,151 @@
+"""ACR (Wei & Gan, CVPR 2023) as a USB imbalanced algorithm: ``IMB_ALGORITHMS['acr']``.
+
+SEMI_METHOD.md, "ACR": a balanced second head on the backbone's features with a
+logit-adjusted supervised loss, two pseudo-label branches with OR masks, and tau1
+adapted from the estimated unlabeled class distribution. Evaluation uses the balanced
+head of the EMA model. The step is FixMatch's, with the pseudo-labels and masks served by
+the hooks registered under USB's names (``PseudoLabelingHook``, ``MaskingHook``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from semilearn.algorithms.utils import SSL_Argument, str2bool
+from semilearn.core import ImbAlgorithmBase
+from semilearn.core.utils import IMB_ALGORITHMS
+
+from .balanced_head import BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, unwrap
+from .distribution_estimate import Tau1Estimator
+from .hooks import AdjustedPseudoLabelingHook, OrMaskingHook, Tau1Hook
+
+
+@IMB_ALGORITHMS.register("acr")
+class ACR(ImbAlgorithmBase):
+    """ACR on a FixMatch-style base. Arguments: see :meth:`get_argument`."""
+
+    def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
+        self.acr_init(args)
+        super().__init__(args, net_builder, tb_log, logger, **kwargs)
+        pi = torch.exp(unwrap(self.model).log_prior)
+        self.tau1_estimator = Tau1Estimator(pi, args.acr_tau1, args.acr_tau_min, args.acr_tau_max,
+                                            args.acr_u_momentum, args.acr_hist_counts)
+
+    def acr_init(self, args):
+        self.tau2, self.tau12, self.acr_T = args.acr_tau2, args.acr_tau12, args.acr_T
+        self.adaptive_tau1, self.est_epoch = args.acr_adaptive_tau1, args.acr_est_epoch
+
+    # ---------------------------------------------------------------- model
+    def lb_class_counts(self) -> torch.Tensor:
+        targets = np.asarray(self.dataset_dict["train_lb"].targets, dtype=np.int64)
+        return torch.from_numpy(np.bincount(targets, minlength=self.num_classes))
+
+    def set_model(self):
+        return BalancedHeadNet(super().set_model(), self.num_classes, self.lb_class_counts())
+
+    def set_ema_model(self):
+        ema_model = BalancedHeadNet(self.net_builder(num_classes=self.num_classes), self.num_classes)
+        ema_model.load_state_dict(self.model.state_dict())
+        return ema_model
+
+    def set_hooks(self):
+        super().set_hooks()
+        self.register_hook(AdjustedPseudoLabelingHook(), "PseudoLabelingHook")
+        self.register_hook(OrMaskingHook(), "MaskingHook")
+        self.register_hook(Tau1Hook(), "Tau1Hook")
+
+    @property
+    def log_pi(self) -> torch.Tensor:
+        return unwrap(self.model).log_prior
+
+    @property
+    def tau1(self) -> torch.Tensor:
+        return self.tau1_estimator.tau1
+
+    # ---------------------------------------------------------------- step
+    def forward_views(self, x_lb, x_ulb_w, x_ulb_s) -> dict:
+        """Logits of both heads and features for each view: {'lb'|'ulb_w'|'ulb_s': out}."""
+        n_lb, n_ulb = x_lb.shape[0], x_ulb_w.shape[0]
+        if self.use_cat:
+            out = self.model(torch.cat((x_lb, x_ulb_w, x_ulb_s)))
+            sizes = (n_lb, n_ulb, n_ulb)
+            parts = {k: out[k].split(sizes) for k in ("logits", "logits_bal", "feat")}
+            return {v: {k: parts[k][i] for k in parts} for i, v in enumerate(("lb", "ulb_w", "ulb_s"))}
+        views = {"lb": self.model(x_lb), "ulb_s": self.model(x_ulb_s)}
+        with torch.no_grad():
+            views["ulb_w"] = self.model(x_ulb_w)
+        return views
+
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s):
+        log_pi = self.log_pi
+        with self.amp_cm():
+            v = self.forward_views(x_lb, x_ulb_w, x_ulb_s)
+            lb, w, s = v["lb"], v["ulb_w"], v["ulb_s"]
+            logits_w, logits_bal_w = w["logits"].detach(), w["logits_bal"].detach()
+
+            sup_loss = self.ce_loss(lb["logits"], y_lb, reduction="mean")
+            bal_sup_loss = logit_adjusted_ce(lb["logits_bal"], y_lb, log_pi, self.tau2)
+
+            # standard branch: (enhanced) logit-adjusted pseudo-labels, OR mask, sample weights
+            probs = self.call_hook("gen_ulb_targets", "PseudoLabelingHook", logits=logits_w,
+                                   feats_x_ulb_s=s["feat"].detach())
+            mask = self.call_hook("masking", "MaskingHook", probs_x_ulb=probs, logits_x_ulb=logits_w)
+            weight = self.call_hook("sample_weights", "MaskingHook", probs_x_ulb=probs)
+            pseudo_label = probs.argmax(-1)
+            unsup_loss = masked_ce(s["logits"], pseudo_label, mask, weight)
+
+            # balanced branch: pseudo-labels adjusted by tau12, OR mask with the balanced head
+            probs_h2 = adjusted_probs(logits_w, log_pi, self.tau12, self.acr_T)
+            probs_bal_w = torch.softmax(logits_bal_w / self.acr_T, dim=-1)
+            mask_bal = or_mask(probs_bal_w, probs_h2, self.p_cutoff)
+            bal_unsup_loss = masked_ce(s["logits_bal"], probs_h2.argmax(-1), mask_bal)
+
+            extra = self.extra_losses(feats_w=w["feat"], feats_s=s["feat"], mask=mask)
+            total_loss = (sup_loss + self.lambda_u * unsup_loss + bal_sup_loss + self.lambda_u * bal_unsup_loss
+                          + sum(extra.values()))
+
+        ulb = {"feat_w": w["feat"].detach(), "feat_s": s["feat"].detach(), "probs": probs, "mask": mask,
+               "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w}
+        out_dict = self.process_out_dict(loss=total_loss, feat={k: x["feat"] for k, x in
+                                                                (("x_lb", lb), ("x_ulb_w", w), ("x_ulb_s", s))}, ulb=ulb)
+        # Tensors, not floats: read (one sync) only when logged. See LoggingHook.
+        log_dict = self.process_log_dict(sup_loss=sup_loss.detach(), unsup_loss=unsup_loss.detach(),
+                                         bal_sup_loss=bal_sup_loss.detach(), bal_unsup_loss=bal_unsup_loss.detach(),
+                                         total_loss=total_loss.detach(), util_ratio=mask.mean(),
+                                         bal_util_ratio=mask_bal.mean(), tau1=self.tau1,
+                                         **{k: val.detach() for k, val in extra.items()})
+        return out_dict, log_dict
+
+    def extra_losses(self, feats_w, feats_s, mask) -> dict:
+        """Named loss terms added to the total (none in ACR; SeMi adds Embedding Align)."""
+        return {}
+
+    def evaluate(self, eval_dest="eval", out_key="logits_bal", return_logits=False):
+        """Prediction is ``argmax`` of the balanced head (of the EMA model)."""
+        return super().evaluate(eval_dest=eval_dest, out_key=out_key, return_logits=return_logits)
+
+    # ---------------------------------------------------------------- checkpoint
+    def get_save_dict(self):
+        save_dict = super().get_save_dict()
+        save_dict["acr_tau1_state"] = self.tau1_estimator.state_dict()
+        return save_dict
+
+    def load_model(self, load_path):
+        checkpoint = super().load_model(load_path)
+        self.tau1_estimator.load_state_dict(checkpoint["acr_tau1_state"])
+        return checkpoint
+
+    @staticmethod
+    def get_argument():
+        return [
+            SSL_Argument("--acr_tau1", float, 2.0, "tau1 before the estimate starts (or fixed when not adaptive)"),
+            SSL_Argument("--acr_adaptive_tau1", str2bool, True, "adapt tau1 from the unlabeled distribution estimate"),
+            SSL_Argument("--acr_tau_min", float, 0.0, "tau1 range: minimum"),
+            SSL_Argument("--acr_tau_max", float, 2.0, "tau1 range: maximum"),
+            SSL_Argument("--acr_tau2", float, 2.0, "logit adjustment of the balanced head's supervised loss"),
+            SSL_Argument("--acr_tau12", float, 2.0, "logit adjustment of the balanced branch's pseudo-labels"),
+            SSL_Argument("--acr_est_epoch", int, 5, "epochs before tau1 is estimated"),
+            SSL_Argument("--acr_u_momentum", float, 0.9, "EMA momentum of the unlabeled distribution estimate"),
+            SSL_Argument("--acr_hist_counts", str2bool, False,
+                         "count every confident sample (False: ACR's presence vector, as published)"),
+            SSL_Argument("--acr_T", float, 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
+        ]
