@@ -1,0 +1,144 @@
+"""Pseudo-Label Certainty Enhancement (PLCE) of SeMi.
+
+Spec: ``SEMI_METHOD.md``, SeMi §2 (and deviation 3 for classes without a prototype).
+
+* :func:`semantic_label`: ``q_c = softmax_c(-||f_s - mu_c||_2 / T_p)`` over the classes that
+  have a prototype.
+* :func:`mix_weights`: ``lambda_c = alpha * progress * pi_hat_c``.
+* :func:`enhance`: ``p~_c = (1 - lambda_c) * p_c + lambda_c * q_c`` (not renormalised).
+* :class:`PseudoLabelHistogram`: the class histogram of ``argmax p~`` over confident samples,
+  accumulated since the start of training, and ``pi_hat`` refreshed from it once per epoch.
+
+All functions are pure, vectorised, device-agnostic and free of host-device syncs.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["semantic_label", "mix_weights", "enhance", "PseudoLabelHistogram"]
+
+
+def semantic_label(
+    feats_s: Tensor, protos: Tensor, has_proto: Tensor, T_p: float = 0.1
+) -> Tensor:
+    """Semantic pseudo-label from prototypes (SEMI_METHOD.md, SeMi §2).
+
+    ``q_c = softmax_c(-||f_s - mu_c||_2 / T_p)`` with the Euclidean distance to the
+    un-normalised prototypes. Classes without a prototype (``has_proto`` false) take no part:
+    their logit is ``-inf`` and ``q_c = 0`` (deviation 3). If no class has a prototype the
+    result is all zeros (no NaN); mixing it in then only scales ``p`` by ``1 - lambda`` (in
+    practice the bank is non-empty long before the warm-up ends).
+
+    Args:
+        feats_s: ``(N, d)`` strong-view features (query embeddings).
+        protos: ``(C, d)`` prototypes (rows of classes without a prototype are ignored).
+        has_proto: ``(C,)`` bool.
+        T_p: temperature (0.1).
+
+    Returns:
+        ``q`` ``(N, C)``, rows summing to 1 (or 0 when no class has a prototype).
+    """
+    protos = protos.to(dtype=feats_s.dtype)
+    dist = torch.cdist(feats_s.unsqueeze(0), protos.unsqueeze(0)).squeeze(0)  # (N, C)
+    has = has_proto.to(device=feats_s.device, dtype=torch.bool).unsqueeze(0)  # (1, C)
+    logits = torch.where(has, -dist / T_p, torch.full_like(dist, float("-inf")))
+    # Masked softmax that returns zeros (not NaN) for a row with no valid class.
+    row_max = logits.amax(dim=1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    e = torch.exp(logits - row_max) * has
+    return e / e.sum(dim=1, keepdim=True).clamp(min=torch.finfo(e.dtype).tiny)
+
+
+def mix_weights(pi_hat: Tensor, alpha: float, progress: Union[float, Tensor]) -> Tensor:
+    """Per-class mixing weights ``lambda_c = alpha * progress * pi_hat_c`` (SeMi §2).
+
+    Args:
+        pi_hat: ``(C,)`` normalised pseudo-label class histogram (see
+            :class:`PseudoLabelHistogram`).
+        alpha: PLCE strength (0.4).
+        progress: ``t / t_max`` (float or 0-dim tensor).
+
+    Returns:
+        ``lambda`` ``(C,)`` on ``pi_hat``'s device.
+    """
+    if isinstance(progress, Tensor):
+        progress = progress.to(device=pi_hat.device, dtype=pi_hat.dtype)
+    return alpha * progress * pi_hat
+
+
+def enhance(p: Tensor, q: Tensor, lam: Tensor) -> Tensor:
+    """Mixed pseudo-label ``p~ = (1 - lambda) * p + lambda * q`` (SEMI_METHOD.md, SeMi §2).
+
+    ``lambda`` ``(C,)`` is per class and broadcasts over the batch. As in the authors'
+    released script, ``p~`` is *not* renormalised: with per-class ``lambda_c`` and rows of
+    ``q`` that may be all zeros, rows of ``p~`` need not sum to 1.
+
+    Args:
+        p: ``(N, C)`` linear pseudo-label (softmax of the weak-view logits).
+        q: ``(N, C)`` semantic pseudo-label (:func:`semantic_label`).
+        lam: ``(C,)`` mixing weights (:func:`mix_weights`).
+    """
+    lam = lam.to(device=p.device, dtype=p.dtype)
+    return (1.0 - lam) * p + lam * q
+
+
+class PseudoLabelHistogram:
+    """Class histogram of confident pseudo-labels and its normalisation ``pi_hat`` (SeMi §2).
+
+    ``counts`` ``(C,)`` long accumulates, since the start of training, the number of
+    confident samples (``mask`` non-zero) per pseudo-label ``argmax p~``; :meth:`update` is
+    called every step. ``pi_hat`` ``(C,)`` float is refreshed from ``counts`` only when the
+    caller calls :meth:`refresh` (once per epoch, ``num_eval_iter``). Before any refresh with
+    a non-zero count, ``pi_hat`` is all zeros, hence ``lambda = 0``.
+    """
+
+    def __init__(self, num_classes: int, device: Union[str, torch.device, None] = None) -> None:
+        self.num_classes = int(num_classes)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        self.counts = torch.zeros(self.num_classes, dtype=torch.long, device=device)
+        self.pi_hat = torch.zeros(self.num_classes, dtype=torch.float32, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.counts.device
+
+    @torch.no_grad()
+    def update(self, p_tilde_or_labels: Tensor, mask: Tensor) -> None:
+        """Add the step's confident pseudo-labels to ``counts`` (vectorised ``scatter_add``).
+
+        Args:
+            p_tilde_or_labels: ``(N, C)`` enhanced pseudo-label ``p~`` (its argmax is used)
+                or ``(N,)`` long pseudo-labels ``y_hat``.
+            mask: ``(N,)`` 0/1 or bool; a sample counts once iff its mask is non-zero.
+        """
+        x = p_tilde_or_labels.detach()
+        labels = x.argmax(dim=1) if x.dim() == 2 else x
+        labels = labels.to(device=self.device, dtype=torch.long)
+        w = (mask.detach().to(self.device) != 0).to(torch.long)
+        self.counts.scatter_add_(0, labels, w)
+
+    @torch.no_grad()
+    def refresh(self) -> Tensor:
+        """Set ``pi_hat = counts / counts.sum()`` (zeros while no count); returns ``pi_hat``."""
+        total = self.counts.sum().clamp(min=1)
+        self.pi_hat = self.counts.to(torch.float32) / total.to(torch.float32)
+        return self.pi_hat
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        return {"counts": self.counts.clone(), "pi_hat": self.pi_hat.clone()}
+
+    def load_state_dict(self, state: Dict[str, Tensor]) -> None:
+        for key in ("counts", "pi_hat"):
+            if tuple(state[key].shape) != (self.num_classes,):
+                raise ValueError(f"{key}: expected shape ({self.num_classes},)")
+        self.counts = state["counts"].to(device=self.device, dtype=torch.long).clone()
+        self.pi_hat = state["pi_hat"].to(device=self.device, dtype=torch.float32).clone()
+
+    def to(self, device: Union[str, torch.device]) -> "PseudoLabelHistogram":
+        self.counts = self.counts.to(device)
+        self.pi_hat = self.pi_hat.to(device)
+        return self

@@ -1,0 +1,113 @@
+"""SeMi (Wang et al., ACM MM 2025) as a USB imbalanced algorithm: ``IMB_ALGORITHMS['semi']``.
+
+SEMI_METHOD.md, "SeMi": ACR's two-branch frame with a fixed tau1 (0: raw logits), plus
+1. a Balanced Confidence Decay Memory Bank (``MemoryBankHook``),
+2. Pseudo-Label Certainty Enhancement from the bank's prototypes (``PseudoLabelingHook``),
+3. Online Hard Example Mining and Learning: entropy weights (``MaskingHook``),
+4. Embedding Align for samples below the threshold (:meth:`extra_losses`).
+Each part has a switch (``semi_use_bank``, ``semi_use_plce``, ``semi_use_oheml``,
+``semi_use_ealign``); with all four off SeMi computes ACR with a fixed tau1. Parts 2-4
+start after ``semi_warmup_iter`` iterations; the bank fills from the first step.
+"""
+from __future__ import annotations
+
+import torch
+from semilearn.algorithms.utils import SSL_Argument, str2bool
+from semilearn.core.utils import IMB_ALGORITHMS
+
+from .acr import ACR
+from .balanced_head import unwrap
+from .hard_examples import embedding_align_loss
+from .hooks import (EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook,
+                    warmed_up)
+from .memory_bank import ConfidenceDecayMemoryBank
+from .plce import PseudoLabelHistogram
+
+# SeMi's frame is ACR with a fixed tau1 = 0 (the released script's default).
+SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False}
+
+
+@IMB_ALGORITHMS.register("semi")
+class SeMi(ACR):
+    """SeMi on a FixMatch-style base. Arguments: see :meth:`get_argument`."""
+
+    def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
+        self.semi_init(args)
+        super().__init__(args, net_builder, tb_log, logger, **kwargs)
+        dim = unwrap(self.model).num_features
+        self.bank = ConfidenceDecayMemoryBank(self.num_classes, dim, args.semi_bank_size, args.semi_decay_beta)
+        self.pl_hist = PseudoLabelHistogram(self.num_classes)
+        self.ealign_center = torch.zeros(dim)
+        self.ealign_teacher = None
+        self.plce_lambda = torch.zeros(self.num_classes)
+
+    def semi_init(self, args):
+        self.use_bank, self.use_plce = args.semi_use_bank, args.semi_use_plce and args.semi_use_bank
+        self.use_oheml, self.use_ealign = args.semi_use_oheml, args.semi_use_ealign
+        self.warmup_iter, self.decay_step = args.semi_warmup_iter, args.semi_decay_step
+        self.proto_T, self.plce_alpha, self.oheml_s = args.semi_proto_T, args.semi_plce_alpha, args.semi_oheml_s
+        self.ealign_T, self.ealign_weight = args.semi_ealign_T, args.semi_ealign_weight
+        self.ealign_momentum = args.semi_ealign_momentum
+
+    def set_hooks(self):
+        super().set_hooks()
+        self.register_hook(PLCEPseudoLabelingHook(), "PseudoLabelingHook")
+        self.register_hook(HardExampleMaskingHook(), "MaskingHook")
+        if self.use_bank:
+            self.register_hook(MemoryBankHook(), "MemoryBankHook")
+        if self.use_ealign:
+            self.register_hook(EmbeddingCenterHook(), "EmbeddingCenterHook")
+
+    def extra_losses(self, feats_w, feats_s, mask) -> dict:
+        """Embedding Align on the samples that fail the mask: ``lambda_e * L_e``."""
+        if not (self.use_ealign and warmed_up(self)):
+            return {}
+        loss, self.ealign_teacher = embedding_align_loss(feats_w.float(), feats_s.float(), self.ealign_center,
+                                                         mask, self.ealign_T)
+        return {"ealign_loss": self.ealign_weight * loss}
+
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s):
+        out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s)
+        weight = out_dict["ulb"]["weight"]
+        log_dict["train/oheml_weight"] = weight.mean() if weight is not None else torch.ones(())
+        if (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter:
+            log_dict["train/plce_lambda"] = self.plce_lambda.mean()
+            if self.use_bank:
+                for c, n in enumerate(self.bank.fill().tolist()):
+                    log_dict[f"train/bank_fill/{c}"] = n
+        return out_dict, log_dict
+
+    def get_save_dict(self):
+        save_dict = super().get_save_dict()
+        save_dict["semi_state"] = {"bank": self.bank.state_dict(), "pl_hist": self.pl_hist.state_dict(),
+                                   "ealign_center": self.ealign_center.clone()}
+        return save_dict
+
+    def load_model(self, load_path):
+        checkpoint = super().load_model(load_path)
+        state = checkpoint["semi_state"]
+        self.bank.load_state_dict(state["bank"])
+        self.pl_hist.load_state_dict(state["pl_hist"])
+        self.ealign_center = state["ealign_center"].to(self.ealign_center.device)
+        return checkpoint
+
+    @staticmethod
+    def get_argument():
+        frame = [SSL_Argument(a.name, a.type, SEMI_ACR_DEFAULTS.get(a.name, a.default), a.help)
+                 for a in ACR.get_argument()]
+        return frame + [
+            SSL_Argument("--semi_use_bank", str2bool, True, "Balanced Confidence Decay Memory Bank (needed by PLCE)"),
+            SSL_Argument("--semi_use_plce", str2bool, True, "Pseudo-Label Certainty Enhancement"),
+            SSL_Argument("--semi_use_oheml", str2bool, True, "Online Hard Example Mining and Learning weights"),
+            SSL_Argument("--semi_use_ealign", str2bool, True, "Embedding Align for samples below the threshold"),
+            SSL_Argument("--semi_bank_size", int, 128, "K: slots per class"),
+            SSL_Argument("--semi_decay_step", int, 100, "iterations between confidence decays (200 for CIFAR-100)"),
+            SSL_Argument("--semi_decay_beta", float, 0.99, "confidence decay factor of stale entries"),
+            SSL_Argument("--semi_proto_T", float, 0.1, "T_p: temperature of the prototype label q"),
+            SSL_Argument("--semi_plce_alpha", float, 0.4, "alpha in lambda = alpha * progress * pi_hat"),
+            SSL_Argument("--semi_oheml_s", float, 0.75, "s in w = s * H + (1 - s)"),
+            SSL_Argument("--semi_ealign_T", float, 0.09, "T_e: student temperature (teacher T_e / 5)"),
+            SSL_Argument("--semi_ealign_weight", float, 0.15, "lambda_e: weight of the Embedding Align loss"),
+            SSL_Argument("--semi_ealign_momentum", float, 0.9, "momentum of the Embedding Align centre"),
+            SSL_Argument("--semi_warmup_iter", int, 5120, "iterations before PLCE, OHEML and Embedding Align start"),
+        ]
