@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import types
+import warnings
 from inspect import signature
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch
 
 from .checkpoint import atomic_torch_save
 from .metrics import evaluate_model
+from .resume import loop_state
+from .resume import train as resumable_train
 
 _PATCHED = "_semi_usb_patched"
 
@@ -58,7 +61,10 @@ def import_semilearn() -> types.ModuleType:
     for name in ("aim", "wandb"):
         if name not in sys.modules and importlib.util.find_spec(name) is None:
             sys.modules[name] = _stub_tracker(name)
-    import semilearn
+    with warnings.catch_warnings():
+        # semilearn/nets/vit imports timm.models.layers, deprecated in timm >= 0.9.
+        warnings.filterwarnings("ignore", message="Importing from timm.models.layers is deprecated")
+        import semilearn
 
     return semilearn
 
@@ -121,6 +127,29 @@ def _save_model(self, save_name, save_path):
     self.print_fn(f"model saved: {save_filename}")
 
 
+def _with_loop_state(get_save_dict):
+    # Wraps AlgorithmBase.get_save_dict, which stores `it + 1` and `epoch + 1` (right only
+    # inside a step, and it skips the rest of the epoch on resume): store the completed
+    # iterations, the epoch, the position in it and the RNG states (semi_usb.resume).
+    def wrapped(self):
+        save_dict = get_save_dict(self)
+        state = loop_state(self)
+        save_dict.update(it=state.pop("it"), epoch=state["epoch"], semi_usb_loop=state)
+        return save_dict
+
+    return wrapped
+
+
+def _with_resume_state(load_model):
+    # Wraps AlgorithmBase.load_model: keep the loop position for semi_usb.resume.train.
+    def wrapped(self, load_path):
+        checkpoint = load_model(self, load_path)
+        self.semi_usb_resume = checkpoint.get("semi_usb_loop")
+        return checkpoint
+
+    return wrapped
+
+
 class _WallClockTimerHook:
     """Replaces semilearn's TimerHook (semilearn/core/hooks/timer.py).
 
@@ -178,6 +207,10 @@ def apply() -> None:
     base.process_batch = _process_batch
     base.evaluate = _evaluate
     base.save_model = _save_model
+    # AlgorithmBase.train restarts a resumed run at the next epoch: see semi_usb.resume.
+    base.train = resumable_train
+    base.get_save_dict = _with_loop_state(base.get_save_dict)
+    base.load_model = _with_resume_state(base.load_model)
 
     for stage in ("before_run", "before_train_step", "after_train_step"):
         setattr(timer.TimerHook, stage, getattr(_WallClockTimerHook, stage))

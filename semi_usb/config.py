@@ -281,7 +281,9 @@ def finalize(args: argparse.Namespace) -> None:
 
 def to_yaml_dict(args: argparse.Namespace) -> dict:
     """The effective configuration, as saved beside a run's checkpoints."""
-    return {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, bool, type(None)))}
+    derived = {"distributed", "lb_dest_len", "ulb_dest_len"}  # set by the runner / USB, not configurable
+    return {k: v for k, v in sorted(vars(args).items())
+            if k not in derived and isinstance(v, (str, int, float, bool, type(None)))}
 
 
 def describe_keys(algorithm: str | None, imb: str | None) -> str:

@@ -20,8 +20,6 @@ import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-# Images per class in each training set whose size is fixed (used to check a split).
-TRAIN_PER_CLASS = {"cifar10": 5000, "cifar100": 500}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet127": 127, "digits": 10}
 
 
@@ -184,6 +182,11 @@ def _offline_cifar(base: type) -> type:
             folder = os.path.join(self.root, self.base_folder)
             return all(os.path.isfile(os.path.join(folder, f)) for f, _ in self.train_list + self.test_list)
 
+        def _load_meta(self) -> None:
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
         def download(self) -> None:
             if self._check_integrity():
                 return
@@ -334,20 +337,35 @@ def make_get_dataset(usb_get_dataset: Callable) -> Callable:
             lb, ulb, ev = PLUGIN_DATASETS[dataset](args, algorithm, data_dir)
             return {"train_lb": lb, "train_ulb": ulb, "eval": ev, "test": None}
         check_usb_data_present(dataset, data_dir)
-        if dataset in TRAIN_PER_CLASS:
-            check_split([TRAIN_PER_CLASS[dataset]] * num_classes, num_labels, args.ulb_num_labels,
-                        args.lb_imb_ratio, args.ulb_imb_ratio, dataset)
         return usb_get_dataset(args, algorithm, dataset, num_labels, num_classes, data_dir, include_lb_to_ulb)
 
     get_dataset.semi_usb_wrapped = usb_get_dataset  # type: ignore[attr-defined]
     return get_dataset
 
 
+def checked_split(usb_split: Callable) -> Callable:
+    """semilearn's ``split_ssl_data`` that first refuses a split asking a class for more
+    images than it has (USB silently returns fewer)."""
+
+    def split_ssl_data(args, data, targets, num_classes, lb_num_labels, ulb_num_labels=None,
+                       lb_imbalance_ratio=1.0, ulb_imbalance_ratio=1.0, *rest, **kwargs):
+        if num_classes != len(np.unique(np.asarray(targets))):
+            raise DataError(f"{args.dataset} has {len(np.unique(np.asarray(targets)))} classes but num_classes={num_classes}")
+        check_split(np.bincount(np.asarray(targets), minlength=num_classes), lb_num_labels, ulb_num_labels,
+                    lb_imbalance_ratio, ulb_imbalance_ratio, args.dataset)
+        return usb_split(args, data, targets, num_classes, lb_num_labels, ulb_num_labels,
+                         lb_imbalance_ratio, ulb_imbalance_ratio, *rest, **kwargs)
+
+    return split_ssl_data
+
+
 def install(cifar_module) -> None:
-    """Point semilearn's CIFAR loader (cv_datasets/cifar.py) at the offline classes."""
+    """Point semilearn's CIFAR loader (cv_datasets/cifar.py) at the offline classes and
+    the checked split."""
     import types
     import torchvision
 
+    cifar_module.split_ssl_data = checked_split(cifar_module.split_ssl_data)
     cifar_module.torchvision = types.SimpleNamespace(datasets=types.SimpleNamespace(
         CIFAR10=_offline_cifar(torchvision.datasets.CIFAR10),
         CIFAR100=_offline_cifar(torchvision.datasets.CIFAR100)))

@@ -14,7 +14,7 @@ Pure, vectorised, device-agnostic functions with no host-device sync.
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import Tuple
 
 import torch
 import torch.distributed as dist

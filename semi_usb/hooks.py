@@ -48,11 +48,11 @@ class Tau1Hook(Hook):
     def after_train_step(self, algorithm):
         algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff)
 
-    def before_train_epoch(self, algorithm):
-        if algorithm.it == 0:
-            return
-        algorithm.tau1_estimator.end_epoch(
-            update_tau1=algorithm.adaptive_tau1 and algorithm.epoch >= algorithm.est_epoch)
+    def before_train_step(self, algorithm):
+        # At each epoch start (by iteration count, so a run resumed mid-epoch stays in step).
+        if algorithm.it > 0 and algorithm.it % algorithm.num_iter_per_epoch == 0:
+            algorithm.tau1_estimator.end_epoch(
+                update_tau1=algorithm.adaptive_tau1 and algorithm.it // algorithm.num_iter_per_epoch >= algorithm.est_epoch)
 
 
 # ----------------------------------------------------------------------------------- SeMi

@@ -17,7 +17,7 @@ pushes the same candidates in the same order and the banks stay identical.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -131,7 +131,8 @@ class ConfidenceDecayMemoryBank:
             labels: ``(N,)`` long pseudo-labels in ``[0, C)`` (not checked: a check would
                 need a host sync).
             conf: ``(N,)`` confidences in ``[0, 1]`` (``max p~``).
-            mask: ``(N,)`` 0/1 or bool; only candidates with a non-zero mask are offered.
+            mask: ``(N,)`` 0/1 or bool; only candidates with a non-zero mask (and a finite
+                confidence) are offered.
 
         Vectorised: no loop over samples or classes, static shapes, no host sync. Under DDP
         pass the output of :func:`gather_candidates`.
@@ -149,7 +150,7 @@ class ConfidenceDecayMemoryBank:
         feats = feats.detach().to(device=dev, dtype=self.dtype)
         labels = labels.detach().to(device=dev, dtype=torch.long)
         conf = conf.detach().to(device=dev, dtype=torch.float32)
-        mask = mask.detach().to(device=dev) != 0
+        mask = (mask.detach().to(device=dev) != 0) & torch.isfinite(conf)  # NaN/inf never enter
         cand_conf = torch.where(mask, conf, torch.full_like(conf, EMPTY_CONF))
 
         # 1. Rank of each candidate within its class, by descending confidence (stable:

@@ -40,7 +40,8 @@ def semantic_label(
         T_p: temperature (0.1).
 
     Returns:
-        ``q`` ``(N, C)``, rows summing to 1 (or 0 when no class has a prototype).
+        ``q`` ``(N, C)``, rows summing to 1 (or 0 when no class has a prototype). The function
+        is differentiable; as a pseudo-label it is normally computed on detached features.
     """
     protos = protos.to(dtype=feats_s.dtype)
     dist = torch.cdist(feats_s.unsqueeze(0), protos.unsqueeze(0)).squeeze(0)  # (N, C)

@@ -159,7 +159,7 @@ def build_algorithm(args, tb_log=None, logger=None):
 
 
 def _worker(gpu, ngpus, args):
-    from semilearn.core.utils import TBLog, get_logger
+    from semilearn.core.utils import TBLog
 
     from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
 
@@ -173,7 +173,7 @@ def _worker(gpu, ngpus, args):
     path = run_dir(args)
     main = args.rank % ngpus == 0
     tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
-    logger = get_logger(args.save_name, path, "INFO" if main else "WARNING")
+    logger = _logger(args.save_name, path, "INFO" if main else "WARNING")
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
     alg = build_algorithm(args, tb_log, logger)
@@ -201,6 +201,22 @@ def _worker(gpu, ngpus, args):
     if tb_log is not None and tb_log.use_tensorboard:
         tb_log.writer.flush()
     return summary
+
+
+def _logger(name: str, path: str, level: str):
+    """USB's get_logger, without the file handlers of earlier runs of the same name in this
+    process, and with the level set on the logger itself (basicConfig may be a no-op)."""
+    import logging
+
+    from semilearn.core.utils import get_logger
+
+    old = logging.getLogger(name)
+    for h in [h for h in old.handlers if isinstance(h, logging.FileHandler)]:
+        old.removeHandler(h)
+        h.close()
+    logger = get_logger(name, path, level)
+    logger.setLevel(level)
+    return logger
 
 
 def _trim_history(path: str, it: int) -> None:

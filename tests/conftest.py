@@ -1,0 +1,53 @@
+"""Shared fixtures: real data only (scikit-learn's digits, CIFAR-10 JPEGs from shared/)."""
+from __future__ import annotations
+
+import os
+import tarfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("SEMI_USB_OFFLINE", "1")  # never try a download in tests
+os.environ.setdefault("SEMI_USB_SPLIT_CACHE", os.path.join(REPO, ".pytest_cache", "split_index"))
+
+
+def cifar_tar() -> str | None:
+    path = os.environ.get("SEMI_USB_CIFAR_TAR", os.path.join(REPO, "..", "shared", "data", "cifar10-jpeg.tar.gz"))
+    return path if os.path.isfile(path) else None
+
+
+@pytest.fixture(scope="session")
+def cifar_subset_folder(tmp_path_factory) -> str:
+    """A CIFAR-10 image folder with the first 60 train and 20 test images of each class."""
+    tar_path = cifar_tar()
+    if tar_path is None:
+        pytest.skip("CIFAR-10 archive not found (set SEMI_USB_CIFAR_TAR)")
+    root = tmp_path_factory.mktemp("cifar_subset")
+    keep = {"train": 60, "test": 20}
+    with tarfile.open(tar_path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        chosen = [m for m in members if int(os.path.splitext(os.path.basename(m.name))[0]) < keep[m.name.split("/")[0]]]
+        tar.extractall(root, members=chosen, filter="data")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def cifar_subset_data(cifar_subset_folder, tmp_path_factory) -> str:
+    """``data_dir`` holding that subset imported as semilearn's CIFAR-10 files."""
+    from semi_usb.cli import main
+
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    assert main(["data", "import", cifar_subset_folder, "--dataset", "cifar10", "--data_dir", data_dir]) == 0
+    return data_dir
+
+
+def digits_flags(tmp_path, iters: int = 6, **extra) -> list:
+    """Flags for a few iterations on the quick-start digits config."""
+    flags = {"save_dir": str(tmp_path), "num_train_iter": iters, "num_eval_iter": max(iters // 2, 1),
+             "num_log_iter": 2, "batch_size": 8, "uratio": 2, "use_tensorboard": "False",
+             "semi_usb_nonfinite_patience": 5}
+    flags.update(extra)
+    out = ["--config", os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")]
+    for k, v in flags.items():
+        out += [f"--{k}", str(v)]
+    return out
