@@ -1,0 +1,437 @@
+#!/usr/bin/env python
+"""Generate the class-imbalanced (``classic_cv_imb``) config tree side by side with USB's.
+
+Usage::
+
+    python config/generate.py [--out config/classic_cv_imb] [--check]
+
+Without ``--check`` the script writes every file of the tree (only files whose text changed
+are rewritten) and deletes stale ``*.yaml`` files inside the method folders it owns.
+With ``--check`` it writes nothing and exits 1 if any file is missing, differs from what
+would be generated, or is stale, so CI can check that the tree is up to date.
+Pure Python + PyYAML; semilearn is not imported.
+
+Layout and naming (USB's)::
+
+    <out>/<method>/<method>_<dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>_<seed>.yaml
+
+e.g. ``fixmatch_acr/fixmatch_acr_cifar10_lb1500_100_ulb3000_-100_0.yaml``. gamma_u is written
+as given in the table: consistent ``100``, uniform ``1`` (CIFAR) or ``1.0`` (STL-10, as USB
+names it: ``ulbNone_1.0``), reversed ``-100``. ``save_name`` is always the file stem.
+
+Adding a setting
+----------------
+Add one line to ``SETTINGS`` below: ``S(dataset, N1, gamma_l, M1, gamma_u)`` (``M1=None`` when
+the unlabeled set is the dataset's own, as for STL-10 and ImageNet-127; an optional
+``img_size=`` makes an image-size variant). Every method in ``METHODS`` gets it for every
+seed in ``SEEDS``. A new dataset also needs an entry in ``DATASETS`` (and, where a method's
+defaults depend on the dataset, in that method's ``per_dataset``). Then run the script and
+commit the tree.
+
+Choices made here
+-----------------
+* ImageNet-127: USB's configs use ``img_size: 112`` and are named ``imagenet127_lb...``.
+  The 32 px and 64 px variants used in the papers (ACR, DASO, CoSSL) are generated too,
+  named with the size after the dataset, ``imagenet127_32_lb...`` / ``imagenet127_64_lb...``;
+  only ``img_size`` differs (``dataset: imagenet127``, resnet50, batch 256, lr 0.1,
+  500,000 iterations, as USB's 112 px files). The data folder is expected to hold images
+  already downsampled to that size (USB's transforms resize anyway). As in USB,
+  ``lb_imb_ratio``/``ulb_imb_ratio: 286`` and ``ulb_num_labels: None`` only record the natural
+  tail: USB's ImageNet loader ignores them and labels ``num_labels / 1,281,167`` of the
+  training set (lb128101 ~ 10%, lb12810 ~ 1%).
+* SeMi's memory-bank decay step (``semi_decay_step``): 100 for CIFAR-10 and 200 for
+  CIFAR-100 (the authors' values); STL-10 (10 classes, like CIFAR-10) uses 100 and
+  ImageNet-127 (many classes, like CIFAR-100) uses 200.
+* SeMi's warm-up (``semi_warmup_iter``) is 5 epochs of ``num_eval_iter``: 5120 for
+  CIFAR/STL, 12500 for ImageNet-127.
+* The authors' threshold for SeMi (``p_cutoff: 0.7``; USB's protocol keeps 0.95) is the
+  method variant ``fixmatch_semi_pc0.7``: its own folder
+  ``<out>/fixmatch_semi_pc0.7/fixmatch_semi_pc0.7_<setting>_<seed>.yaml``, identical to the
+  ``fixmatch_semi`` file except for ``p_cutoff``, ``save_name`` and ``load_path``.
+  The seed stays the last name field, and the runs get their own ``save_dir`` entries.
+* DASO's ``daso_T_dist`` is 1.5 for CIFAR-10 and 0.3 elsewhere, as in USB. CIFAR-100 keeps
+  USB's ``wrn_28_2`` and ``weight_decay: 0.0005`` (some papers use wrn_28_8 / 0.001).
+* ``use_wandb: False`` appears only in the ImageNet-127 files, as in USB's.
+
+Deliberate changes from USB's template
+--------------------------------------
+* ``resume: True`` and ``load_path: .../latest_model.pth`` are kept: our runner resumes an
+  existing run instead of deleting it.
+* USB's ``clip: 0.0`` is dropped: it is not an argument anywhere in semilearn (ignored); the
+  real key, ``clip_grad: 0.0``, is written in its place.
+* ``dist_url`` is omitted: USB gives every file a fixed port; our runner picks a free one.
+* ``gpu: None`` and ``multiprocessing_distributed: True`` are kept exactly as USB writes
+  them (``None`` loads as the string ``'None'``, which the runner handles, like USB's
+  ``train.py``); likewise ``ulb_num_labels: None``.
+* FixMatch-only files have no ``imb_algorithm`` key (as USB's).
+"""
+
+import argparse
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "classic_cv_imb"
+SAVE_DIR = "./saved_models/classic_cv_imb"
+MAX_LISTED = 20  # --check lists at most this many paths per kind of difference
+
+# --------------------------------------------------------------------------------------------
+# Settings: one line each.  gamma_u: = gamma_l consistent, 1 uniform, -gamma_l reversed.
+# --------------------------------------------------------------------------------------------
+# img_size: None = the dataset's default; otherwise a variant named <dataset>_<img_size>
+Setting = namedtuple("Setting", "dataset n1 gamma_l m1 gamma_u img_size", defaults=(None,))
+S = Setting
+
+SETTINGS = [
+    #  dataset       N1      gamma_l  M1     gamma_u
+    # CIFAR-10-LT, (N1, M1) = (1500, 3000)
+    S("cifar10",     1500,   100,     3000,   100),
+    S("cifar10",     1500,   100,     3000,   1),
+    S("cifar10",     1500,   100,     3000,  -100),
+    S("cifar10",     1500,   150,     3000,   150),
+    S("cifar10",     1500,   150,     3000,   1),
+    S("cifar10",     1500,   150,     3000,  -150),
+    # CIFAR-10-LT, (N1, M1) = (500, 4000)
+    S("cifar10",     500,    100,     4000,   100),
+    S("cifar10",     500,    100,     4000,   1),
+    S("cifar10",     500,    100,     4000,  -100),
+    S("cifar10",     500,    150,     4000,   150),
+    S("cifar10",     500,    150,     4000,   1),
+    S("cifar10",     500,    150,     4000,  -150),
+    # CIFAR-100-LT, (N1, M1) = (150, 300)
+    S("cifar100",    150,    10,      300,    10),
+    S("cifar100",    150,    10,      300,    1),
+    S("cifar100",    150,    10,      300,   -10),
+    S("cifar100",    150,    15,      300,    15),
+    S("cifar100",    150,    15,      300,    1),
+    S("cifar100",    150,    15,      300,   -15),
+    # CIFAR-100-LT, (N1, M1) = (50, 400)
+    S("cifar100",    50,     10,      400,    10),
+    S("cifar100",    50,     10,      400,    1),
+    S("cifar100",    50,     10,      400,   -10),
+    S("cifar100",    50,     15,      400,    15),
+    S("cifar100",    50,     15,      400,    1),
+    S("cifar100",    50,     15,      400,   -15),
+    # STL-10-LT: labeled split imbalanced, unlabeled = the official 100k set
+    S("stl10",       150,    10,      None,   1.0),
+    S("stl10",       150,    20,      None,   1.0),
+    S("stl10",       450,    10,      None,   1.0),
+    S("stl10",       450,    20,      None,   1.0),
+    # ImageNet-127: natural long tail (gamma ~ 286; USB's loader ignores the two ratios and
+    # takes num_labels as a fraction of the 1,281,167 training images: 128101 ~ 10%,
+    # 12810 ~ 1% labeled); 112 px (USB), 32 px and 64 px variants
+    S("imagenet127", 128101, 286,     None,   286),
+    S("imagenet127", 12810,  286,     None,   286),
+    S("imagenet127", 128101, 286,     None,   286, img_size=32),
+    S("imagenet127", 12810,  286,     None,   286, img_size=32),
+    S("imagenet127", 128101, 286,     None,   286, img_size=64),
+    S("imagenet127", 12810,  286,     None,   286, img_size=64),
+]
+
+SEEDS = [0, 1, 2]
+
+# --------------------------------------------------------------------------------------------
+# USB's base template, in USB's key order.  OMIT marks a key written only where a dataset or
+# method sets it.
+# --------------------------------------------------------------------------------------------
+OMIT = object()
+
+BASE = {
+    "algorithm": "fixmatch",
+    "save_dir": SAVE_DIR,
+    "save_name": None,          # filled in: the file stem
+    "resume": True,
+    "load_path": None,          # filled in: <save_dir>/<save_name>/latest_model.pth
+    "overwrite": True,
+    "use_tensorboard": True,
+    "use_wandb": OMIT,
+    "epoch": 256,
+    "num_train_iter": 262144,
+    "num_eval_iter": 1024,
+    "num_log_iter": 256,
+    "num_labels": None,         # N1
+    "batch_size": 64,
+    "eval_batch_size": 256,
+    "hard_label": True,
+    "T": 0.5,
+    "p_cutoff": 0.95,
+    "ulb_loss_ratio": 1.0,
+    "uratio": 2,
+    "ema_m": 0.999,
+    "crop_ratio": 0.875,
+    "img_size": 32,
+    "optim": "SGD",
+    "lr": 0.03,
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "layer_decay": 1.0,
+    "amp": False,
+    "clip_grad": 0.0,           # USB: `clip: 0.0` (not an argument; ignored)
+    "use_cat": True,
+    "net": "wrn_28_2",
+    "net_from_name": False,
+    "data_dir": "./data",
+    "dataset": None,
+    "train_sampler": "RandomSampler",
+    "num_classes": None,
+    "num_workers": 1,
+    "seed": None,
+    "world_size": 1,
+    "rank": 0,
+    "multiprocessing_distributed": True,
+    # USB: dist_url: tcp://127.0.0.1:<fixed port> -- omitted, the runner picks a free port
+    "dist_backend": "nccl",
+    "gpu": None,
+    "include_lb_to_ulb": False,
+    "lb_imb_ratio": None,       # gamma_l
+    "ulb_imb_ratio": None,      # gamma_u
+    "ulb_num_labels": None,     # M1 (None: the dataset's own unlabeled set)
+    "imb_algorithm": OMIT,
+}
+
+# Per-dataset overrides of BASE (USB's values).
+DATASETS = {
+    "cifar10": {"num_classes": 10},
+    "cifar100": {"num_classes": 100},
+    "stl10": {"num_classes": 10},
+    "imagenet127": {
+        "use_wandb": False,
+        "epoch": 200,
+        "num_train_iter": 500000,
+        "num_eval_iter": 2500,
+        "batch_size": 256,
+        "img_size": 112,
+        "lr": 0.1,
+        "weight_decay": 0.0001,
+        "net": "resnet50",
+        "num_classes": 127,
+        "num_workers": 4,
+    },
+}
+
+# --------------------------------------------------------------------------------------------
+# Methods: folder/name, base overrides, imbalanced-algorithm keys (in order), and per-dataset
+# overrides of those keys.  A value may be a function of the config built so far.
+# --------------------------------------------------------------------------------------------
+Method = namedtuple("Method", "name overrides keys per_dataset")
+
+ACR_KEYS = {
+    "imb_algorithm": "acr",
+    "acr_tau1": 2.0,
+    "acr_adaptive_tau1": True,
+    "acr_tau_min": 0.0,
+    "acr_tau_max": 2.0,
+    "acr_tau2": 2.0,
+    "acr_tau12": 2.0,
+    "acr_est_epoch": 5,
+    "acr_u_momentum": 0.9,
+    "acr_hist_counts": False,
+    "acr_T": 1.0,
+}
+
+SEMI_KEYS = {
+    **ACR_KEYS,
+    "imb_algorithm": "semi",
+    "acr_tau1": 0.0,
+    "acr_adaptive_tau1": False,
+    "semi_use_bank": True,
+    "semi_use_plce": True,
+    "semi_use_oheml": True,
+    "semi_use_ealign": True,
+    "semi_bank_size": 128,
+    "semi_decay_step": 100,
+    "semi_decay_beta": 0.99,
+    "semi_proto_T": 0.1,
+    "semi_plce_alpha": 0.4,
+    "semi_oheml_s": 0.75,
+    "semi_ealign_T": 0.09,
+    "semi_ealign_weight": 0.15,
+    "semi_ealign_momentum": 0.9,
+    "semi_warmup_iter": lambda cfg: 5 * cfg["num_eval_iter"],
+}
+SEMI_PER_DATASET = {
+    "cifar10": {"semi_decay_step": 100},
+    "cifar100": {"semi_decay_step": 200},
+    "stl10": {"semi_decay_step": 100},
+    "imagenet127": {"semi_decay_step": 200},
+}
+
+METHODS = [
+    Method("fixmatch", {}, {}, {}),
+    Method("fixmatch_daso", {}, {
+        "imb_algorithm": "daso",
+        "daso_queue_len": 256,
+        "daso_T_proto": 0.05,
+        "daso_interp_alpha": 0.5,
+        "daso_with_dist_aware": True,
+        "daso_assign_loss_ratio": 1.0,
+        "daso_num_pl_dist_iter": 100,
+        "daso_num_pretrain_iter": 5120,
+        "daso_T_dist": 0.3,
+    }, {"cifar10": {"daso_T_dist": 1.5}}),
+    Method("fixmatch_abc", {}, {
+        "imb_algorithm": "abc",
+        "abc_p_cutoff": 0.95,
+        "abc_loss_ratio": 1.0,
+    }, {}),
+    Method("fixmatch_acr", {}, ACR_KEYS, {}),
+    Method("fixmatch_semi", {}, SEMI_KEYS, SEMI_PER_DATASET),
+    # the authors' threshold variant of SeMi
+    Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_KEYS, SEMI_PER_DATASET),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Building and rendering
+# --------------------------------------------------------------------------------------------
+def _fmt_gamma(g):
+    return str(g)  # int -> "100" / "-100" / "1"; float -> "1.0" (USB's STL naming)
+
+
+def setting_tag(s):
+    """``cifar10_lb1500_100_ulb3000_-100`` (the part of the name between method and seed)."""
+    ds = s.dataset if s.img_size is None else f"{s.dataset}_{s.img_size}"
+    m1 = "None" if s.m1 is None else str(s.m1)
+    return f"{ds}_lb{s.n1}_{_fmt_gamma(s.gamma_l)}_ulb{m1}_{_fmt_gamma(s.gamma_u)}"
+
+
+def config_name(method, setting, seed):
+    return f"{method.name}_{setting_tag(setting)}_{seed}"
+
+
+def build_config(method, setting, seed):
+    """The ordered config dict (OMIT keys removed) for one file."""
+    if setting.dataset not in DATASETS:
+        raise KeyError(f"dataset {setting.dataset!r} has no entry in DATASETS")
+    name = config_name(method, setting, seed)
+    cfg = dict(BASE)
+    cfg.update(DATASETS[setting.dataset])
+    if setting.img_size is not None:
+        cfg["img_size"] = setting.img_size
+    cfg.update(method.overrides)
+    cfg.update({
+        "save_name": name,
+        "load_path": f"{SAVE_DIR}/{name}/latest_model.pth",
+        "num_labels": setting.n1,
+        "dataset": setting.dataset,
+        "seed": seed,
+        "lb_imb_ratio": setting.gamma_l,
+        "ulb_imb_ratio": setting.gamma_u,
+        "ulb_num_labels": setting.m1,
+    })
+    for key, value in method.keys.items():
+        cfg[key] = value
+    cfg.update(method.per_dataset.get(setting.dataset, {}))
+    out = {}
+    for key, value in cfg.items():
+        if callable(value):
+            value = value(cfg)
+        if value is not OMIT:
+            out[key] = value
+    return out
+
+
+def _fmt_value(v):
+    if v is None:
+        return "None"  # USB's literal; YAML reads it as the string 'None'
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        text = repr(v)
+        if not all(c in "0123456789.-" for c in text) or "." not in text:
+            raise ValueError(f"float {v!r} would not read back as a YAML 1.1 float")
+        return text
+    if isinstance(v, str):
+        if yaml.safe_load(v) == v and v.strip() == v and ": " not in v and " #" not in v:
+            return v
+        return "'" + v.replace("'", "''") + "'"
+    raise TypeError(f"cannot render {type(v).__name__}: {v!r}")
+
+
+def render(cfg):
+    text = "".join(f"{k}: {_fmt_value(v)}\n" for k, v in cfg.items())
+    expected = {k: ("None" if v is None else v) for k, v in cfg.items()}
+    loaded = yaml.safe_load(text)
+    if loaded != expected or list(loaded) != list(expected):
+        raise AssertionError(f"rendered YAML does not read back:\n{text}")
+    return text
+
+
+def generate_all():
+    """{relative path: file text} for the whole tree."""
+    files = {}
+    for method in METHODS:
+        for setting in SETTINGS:
+            for seed in SEEDS:
+                cfg = build_config(method, setting, seed)
+                rel = f"{method.name}/{cfg['save_name']}.yaml"
+                if rel in files:
+                    raise ValueError(f"duplicate config {rel}: check SETTINGS")
+                files[rel] = render(cfg)
+    return files
+
+
+def _existing(out):
+    """Relative paths of the *.yaml files in the method folders this script owns."""
+    found = set()
+    for method in METHODS:
+        d = out / method.name
+        if d.is_dir():
+            found.update(f"{method.name}/{p.name}" for p in d.glob("*.yaml"))
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="root of the tree (default: config/classic_cv_imb next to this script)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the tree on disk is not up to date")
+    args = parser.parse_args(argv)
+    out = args.out
+
+    files = generate_all()
+    existing = _existing(out)
+    stale = sorted(existing - set(files))
+    missing, changed = [], []
+    for rel, text in files.items():
+        path = out / rel
+        if rel not in existing:
+            missing.append(rel)
+        elif path.read_text() != text:
+            changed.append(rel)
+
+    if args.check:
+        for label, items in (("missing", missing), ("differs", changed), ("stale", stale)):
+            for rel in items[:MAX_LISTED]:
+                print(f"{label}: {out / rel}")
+            if len(items) > MAX_LISTED:
+                print(f"{label}: ... and {len(items) - MAX_LISTED} more")
+        if missing or changed or stale:
+            print(f"{out} is out of date ({len(missing)} missing, {len(changed)} differ, "
+                  f"{len(stale)} stale): run python {Path(__file__).name}", file=sys.stderr)
+            return 1
+        print(f"{out}: {len(files)} files up to date")
+        return 0
+
+    for rel in missing + changed:
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[rel])
+    for rel in stale:
+        (out / rel).unlink()
+    per_method = {m.name: sum(r.startswith(m.name + "/") for r in files) for m in METHODS}
+    for name, n in per_method.items():
+        print(f"{name}: {n} files")
+    print(f"{out}: {len(files)} files, {len(missing)} new, {len(changed)} rewritten, "
+          f"{len(stale)} stale removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
