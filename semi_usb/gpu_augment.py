@@ -49,6 +49,7 @@ device; pass a generator living on the images' device (e.g.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -165,9 +166,7 @@ _SOLARIZE = _IDX["Solarize"]
 _TRANSLATEX = _IDX["TranslateX"]
 _TRANSLATEY = _IDX["TranslateY"]
 
-_GEOMETRIC = (_ROTATE, _SHEARX, _SHEARY, _TRANSLATEX, _TRANSLATEY)
 _BLEND = (_BRIGHTNESS, _COLOR, _CONTRAST, _SHARPNESS)
-_LUT = (_AUTOCONTRAST, _EQUALIZE, _POSTERIZE, _SOLARIZE)
 
 
 # ---------------------------------------------------------------------------
@@ -217,6 +216,10 @@ def _as_levels_op(fn):
     wrapper.__name__ = fn.__name__.lstrip("_")
     wrapper.__qualname__ = wrapper.__name__
     wrapper.__doc__ = fn.__doc__
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    x_param = params[0].replace(name="x")
+    wrapper.__signature__ = sig.replace(parameters=[x_param] + params[1:])
     return wrapper
 
 
@@ -914,8 +917,8 @@ class GPUAugment:
         key = (x.device.type, x.device.index)
         if key not in self._stats:
             c = len(self.mean)
-            m = torch.tensor(self.mean, dtype=torch.float32).view(c, 1, 1).to(x.device)
-            s = torch.tensor(self.std, dtype=torch.float32).view(c, 1, 1).to(x.device)
+            m = torch.tensor(self.mean, dtype=torch.float32).view(c, 1, 1).to(x.device, non_blocking=True)
+            s = torch.tensor(self.std, dtype=torch.float32).view(c, 1, 1).to(x.device, non_blocking=True)
             self._stats[key] = (m, s)
         m, s = self._stats[key]
         xf = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
