@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
 
     d = sub.add_parser("data", help="prepare data offline")
-    dsub = d.add_subparsers(dest="data_command", metavar="{import}")
+    dsub = d.add_subparsers(dest="data_command", metavar="{import,import-idx}")
     di = dsub.add_parser("import", help="import an image folder or .tar.gz (train/<class>/*, test/<class>/*)")
     di.add_argument("source")
     di.add_argument("--dataset", default="imagefolder", choices=["cifar10", "cifar100", "imagefolder"],
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--name", help="folder name under data_dir for --dataset imagefolder (default: imagefolder)")
     di.add_argument("--data_dir", default="./data")
     _add_common(di)
+    dx = dsub.add_parser("import-idx", help="MNIST-format idx files -> image folder (e.g. Debian's dataset-fashion-mnist)")
+    dx.add_argument("source", help="folder with train-images-idx3-ubyte[.gz] ... t10k-labels-idx1-ubyte[.gz]")
+    dx.add_argument("out", help="image folder to create (train/<k>_<class>/, test/...)")
+    dx.add_argument("--classes", default=None, help="comma list of class names, or 'fashion-mnist'")
+    _add_common(dx)
 
     for name in ("compare", "report"):
         module = __import__(f"semi_usb.{name}", fromlist=["add_parser"])
@@ -106,11 +111,15 @@ def _eval(ns) -> int:
 
 
 def _data(ns) -> int:
-    from .datasets import import_image_folder
+    from .datasets import FASHION_MNIST_CLASSES, import_idx, import_image_folder
 
-    if ns.data_command != "import":
-        raise _usage("data needs a subcommand: import")
-    path = import_image_folder(ns.source, ns.data_dir, ns.dataset, ns.name)
+    if ns.data_command == "import-idx":
+        names = FASHION_MNIST_CLASSES if ns.classes == "fashion-mnist" else (ns.classes.split(",") if ns.classes else None)
+        path = import_idx(ns.source, ns.out, names)
+    elif ns.data_command == "import":
+        path = import_image_folder(ns.source, ns.data_dir, ns.dataset, ns.name)
+    else:
+        raise _usage("data needs a subcommand: import or import-idx")
     print(f"imported {ns.source} -> {path}")
     return 0
 

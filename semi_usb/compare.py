@@ -39,6 +39,7 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
          save_dir: str, overrides: list) -> list:
     """The ``semilearn train`` argument lists, one per (algorithm, seed)."""
     from .config import ConfigError
+    from .datasets import NUM_CLASSES
 
     runs = []
     keys = parse_setting(setting)
@@ -51,7 +52,9 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
             if os.path.isfile(protocol):
                 argv += ["--config", protocol]
             elif base_config:
-                argv += ["--config", base_config] + [f"--{k}={v}" for k, v in keys.items()]
+                # an image-folder setting is named after its folder: the base file names the data
+                known = keys["dataset"] in NUM_CLASSES
+                argv += ["--config", base_config] + [f"--{k}={v}" for k, v in keys.items() if known or k != "dataset"]
             else:
                 raise ConfigError(f"no protocol config {protocol} and no --config base file for setting {setting}")
             argv += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True"] + overrides

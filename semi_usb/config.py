@@ -89,6 +89,9 @@ BASE_KEYS = [
     Key("dist_backend", str, "nccl"), Key("seed", int, 1),
     Key("gpu", optional(int), None, "GPU id; None: all GPUs (DDP when multiprocessing_distributed)"),
     Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
+    Key("semi_usb_num_threads", int, 0,
+        "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
+        "with workers for the same cores run several times slower)"),
     Key("semi_usb_nonfinite_patience", int, 20,
         "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check"),
 ]
@@ -117,6 +120,22 @@ def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
         for a in cls.get_argument():
             keys.append(Key(a.name.lstrip("-"), _usb_type(a.type, a.default), a.default, a.help))
     return keys
+
+
+def other_algorithm_keys() -> dict:
+    """Every registered algorithm's keys -> the algorithm, so that a shared config file
+    (one for several methods) can carry them; a key of none of them is an error."""
+    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+
+    owners = {}
+    for registry in (ALGORITHMS, IMB_ALGORITHMS):
+        for name in registry.keys():
+            try:
+                for a in registry[name].get_argument():
+                    owners.setdefault(a.name.lstrip("-"), name)
+            except Exception:  # an algorithm whose argument list cannot be built
+                continue
+    return owners
 
 
 def _usb_type(t: Callable, default: Any) -> Callable:
@@ -200,6 +219,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     elif base is not None:
         algorithm = base
     keys = {k.name: k for k in BASE_KEYS + algorithm_keys(algorithm, imb)}
+    other = other_algorithm_keys()
 
     values = {name: k.default for name, k in keys.items()}
     for source, given in (("config file", file_values), ("command line", flags)):
@@ -208,6 +228,10 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
                 continue
             if name in USB_NOOP_KEYS:
                 warn(f"note: key {name!r} in the {source} does nothing: {USB_NOOP_KEYS[name]}")
+                continue
+            if name not in keys and name in other:
+                warn(f"note: key {name!r} in the {source} belongs to {other[name]}, not to "
+                     f"{algorithm}{'+' + imb if imb else ''}: ignored")
                 continue
             if name not in keys:
                 raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
@@ -239,8 +263,10 @@ def method_name(args) -> str:
 
 
 def setting_name(args) -> str:
-    """USB's file naming without the seed: ``cifar10_lb1500_100_ulb3000_-100``."""
-    return f"{args.dataset}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+    """USB's file naming without the seed: ``cifar10_lb1500_100_ulb3000_-100`` (for an image
+    folder, the folder's name stands for the dataset)."""
+    name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
+    return f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
 
 
 # Datasets whose long tail is their own: USB's loader ignores the imbalance keys.

@@ -168,6 +168,51 @@ def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", n
         return target
 
 
+FASHION_MNIST_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle_boot"]
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """An MNIST-format idx file (optionally .gz) as a numpy array."""
+    import gzip
+    import struct
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
+        if zero != 0 or dtype != 0x08:
+            raise DataError(f"{path} is not an unsigned-byte idx file")
+        shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+
+
+def import_idx(src: str, out: str, class_names: list | None = None) -> str:
+    """MNIST-format files (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
+    ``t10k-...``) in ``src`` -> an image folder ``out/{train,test}/<k>_<class>/<n>.png`` in
+    the files' order (the index prefix keeps the official label order when folders are
+    sorted by name). Debian's dataset-fashion-mnist installs such files in
+    /usr/share/datasets/fashion-mnist."""
+    from PIL import Image
+
+    if os.path.exists(out):
+        raise DataError(f"{out} already exists: remove it first to re-import")
+
+    def find(stem: str) -> str:
+        for name in (stem, stem + ".gz"):
+            if os.path.isfile(os.path.join(src, name)):
+                return os.path.join(src, name)
+        raise DataError(f"{os.path.join(src, stem)}[.gz] not found")
+
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = _read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte"))
+        names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
+        for c, name in enumerate(names):
+            os.makedirs(os.path.join(out, split, f"{c}_{name}"), exist_ok=True)
+        for n, (img, y) in enumerate(zip(images, labels)):
+            Image.fromarray(img).save(os.path.join(out, split, f"{y}_{names[y]}", f"{n:05d}.png"))
+    return out
+
+
 # --------------------------------------------------------------------------- USB datasets offline
 
 def _offline_cifar(base: type) -> type:

@@ -73,7 +73,8 @@ def train(self) -> None:
         if self.it >= self.num_train_iter:
             break
         if resume and not skip:  # saved at an epoch end: the RNG as it was then
-            set_rng_state(resume.pop("rng"))
+            set_rng_state(resume["rng"])
+            resume = None  # restored once; later epochs go on with the live RNG
         self.call_hook("before_train_epoch")
         lb_iter, ulb_iter = iter(self.loader_dict["train_lb"]), iter(self.loader_dict["train_ulb"])
         self.semi_usb_epoch_step = 0
@@ -81,7 +82,8 @@ def train(self) -> None:
             _skip(lb_iter, skip)
             _skip(ulb_iter, skip)
             self.semi_usb_epoch_step, skip = skip, 0
-            set_rng_state(resume.pop("rng"))
+            set_rng_state(resume["rng"])
+            resume = None  # else the next epoch would restore it again (and fail: KeyError)
         for data_lb, data_ulb in zip(lb_iter, ulb_iter):
             if self.it >= self.num_train_iter:
                 break

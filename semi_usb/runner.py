@@ -91,6 +91,14 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = True
 
 
+def set_cpu_threads(args) -> None:
+    """Leave the data-loading workers a core each when training on the CPU."""
+    if torch.cuda.is_available():
+        return
+    n = args.semi_usb_num_threads or max(1, (os.cpu_count() or 1) - 2 * args.num_workers)
+    torch.set_num_threads(n)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -165,6 +173,7 @@ def _worker(gpu, ngpus, args):
 
     args.gpu = gpu
     seed_everything(args.seed)
+    set_cpu_threads(args)
     if args.distributed:
         if args.multiprocessing_distributed:
             args.rank = args.rank * ngpus + gpu
@@ -181,6 +190,7 @@ def _worker(gpu, ngpus, args):
     alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
     alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
+    checkpoint_last(alg)
 
     if args.resume and os.path.isfile(args.load_path):
         load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
@@ -201,6 +211,21 @@ def _worker(gpu, ngpus, args):
     if tb_log is not None and tb_log.use_tensorboard:
         tb_log.writer.flush()
     return summary
+
+
+def checkpoint_last(alg) -> None:
+    """Move USB's CheckpointHook to the end of the hook list.
+
+    USB registers it at HIGH, so hooks at NORMAL (ACR's Tau1Hook, SeMi's memory bank,
+    pseudo-label histogram and Embedding Align centre) update their state *after* the
+    step's checkpoint is written: a run resumed from it would miss that step's updates and
+    differ from an uninterrupted run. Registering it again under the same name would keep
+    its old place in ``hooks_dict`` (an OrderedDict), hence the old one is dropped first.
+    """
+    from semilearn.core.hooks import CheckpointHook
+
+    alg._hooks = [h for h in alg._hooks if h.name != "CheckpointHook"]
+    alg.register_hook(CheckpointHook(), "CheckpointHook", "LOWEST")
 
 
 def _logger(name: str, path: str, level: str):
