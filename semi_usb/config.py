@@ -89,6 +89,8 @@ BASE_KEYS = [
     Key("dist_backend", str, "nccl"), Key("seed", int, 1),
     Key("gpu", optional(int), None, "GPU id; None: all GPUs (DDP when multiprocessing_distributed)"),
     Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
+    Key("data_pipeline", str, "usb",
+        "usb: USB's loaders (PIL augmentation in workers); gpu: images held and augmented on the training device"),
     Key("semi_usb_num_threads", int, 0,
         "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
         "with workers for the same cores run several times slower)"),
@@ -300,6 +302,8 @@ def finalize(args: argparse.Namespace) -> None:
     expected = NUM_CLASSES.get(args.dataset)
     if expected is not None and args.num_classes != expected:
         raise ConfigError(f"num_classes={args.num_classes} but {args.dataset} has {expected} classes")
+    if args.data_pipeline not in ("usb", "gpu"):
+        raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {args.data_pipeline!r}")
     if not 0 <= args.ema_m < 1:
         raise ConfigError(f"ema_m must be in [0, 1), got {args.ema_m}")
     args.distributed = False  # set by the runner once it knows the devices

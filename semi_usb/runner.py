@@ -187,6 +187,10 @@ def _worker(gpu, ngpus, args):
 
     alg = build_algorithm(args, tb_log, logger)
     place_models(args, alg)
+    if args.data_pipeline == "gpu":
+        from . import device_loader
+
+        device_loader.install(alg, compat.model_device(alg))
     alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
     alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
