@@ -261,8 +261,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(table)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(table)
+        with open(args.out, "a") as fh:  # appended: benchmarks/performance.sh collects several tables
+            fh.write("\n### Memory bank operations\n\n" + table + "\n")
 
 
 if __name__ == "__main__":
