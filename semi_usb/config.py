@@ -224,6 +224,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     other = other_algorithm_keys()
 
     values = {name: k.default for name, k in keys.items()}
+    ignored = []
     for source, given in (("config file", file_values), ("command line", flags)):
         for name, raw in given.items():
             if name in ("algorithm", "imb_algorithm"):
@@ -232,13 +233,14 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
                 warn(f"note: key {name!r} in the {source} does nothing: {USB_NOOP_KEYS[name]}")
                 continue
             if name not in keys and name in other:
-                warn(f"note: key {name!r} in the {source} belongs to {other[name]}, not to "
-                     f"{algorithm}{'+' + imb if imb else ''}: ignored")
+                ignored.append(f"{name} ({other[name]})")
                 continue
             if name not in keys:
                 raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
                                   f" (for {algorithm}{'+' + imb if imb else ''})")
             values[name] = _convert(keys[name], raw, source)
+    if ignored:
+        warn(f"note: ignored keys of other methods (not {algorithm}{'+' + imb if imb else ''}): {', '.join(ignored)}")
     values["algorithm"], values["imb_algorithm"] = algorithm, imb
     args = argparse.Namespace(**values)
     finalize(args)

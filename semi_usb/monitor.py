@@ -73,13 +73,15 @@ class NonFiniteError(RuntimeError):
 
 
 class GuardedParamUpdateHook(ParamUpdateHook):
-    """USB's ParamUpdateHook that skips a step whose loss or gradients are not finite.
+    """USB's ParamUpdateHook that skips a step whose loss, gradients or buffers are not finite.
 
-    The skipped step leaves weights and optimizer state untouched and is counted
-    (``train/nonfinite_steps``); after ``semi_usb_nonfinite_patience`` such steps in a row
-    training stops with :class:`NonFiniteError`, before any checkpoint is written with the
-    bad state, so the last good checkpoint stays intact. Patience 0 disables the check
-    (it costs one device sync per step).
+    The skipped step leaves weights, buffers (BatchNorm's running statistics, which the
+    forward pass has already updated from the non-finite activations) and optimizer state
+    untouched and is counted (``train/nonfinite_steps``); after
+    ``semi_usb_nonfinite_patience`` such steps in a row training stops with
+    :class:`NonFiniteError`, before any checkpoint is written with the bad state, so the
+    last good checkpoint stays intact. Patience 0 disables the check (it costs one device
+    sync per step).
     """
 
     def __init__(self, patience: int):
@@ -87,6 +89,15 @@ class GuardedParamUpdateHook(ParamUpdateHook):
         self.patience = patience
         self.in_a_row = 0
         self.total = 0
+        self.buffers: list = []
+
+    def before_train_step(self, algorithm):
+        super().before_train_step(algorithm)
+        if self.patience > 0 and not algorithm.use_amp:
+            # The forward pass updates the buffers before the loss is known: keep a copy to
+            # put back if the step is skipped (else BatchNorm keeps inf/NaN running stats,
+            # copied into the EMA model and every later checkpoint).
+            self.buffers = [(b, b.detach().clone()) for b in algorithm.model.buffers()]
 
     def after_train_step(self, algorithm):
         if self.patience <= 0 or algorithm.use_amp:  # GradScaler does its own inf/nan skipping
@@ -98,15 +109,22 @@ class GuardedParamUpdateHook(ParamUpdateHook):
         else:
             grads = [p.grad for p in algorithm.model.parameters() if p.grad is not None]
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
-        if bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
+        # Buffers too: a forward pass can overflow BatchNorm's running variance to inf while
+        # the normalised output, the loss and the gradients stay finite.
+        bufs = [b for b, _ in self.buffers if b.is_floating_point()]
+        buf_max = torch.stack(torch._foreach_norm(bufs, float("inf"))).max() if bufs else loss.new_zeros(())
+        if bool(torch.isfinite(loss.detach()) & torch.isfinite(norm) & torch.isfinite(buf_max)):
             algorithm.optimizer.step()
             if algorithm.scheduler is not None:
                 algorithm.scheduler.step()
             self.in_a_row = 0
         else:
+            with torch.no_grad():
+                for buf, saved in self.buffers:
+                    buf.copy_(saved)
             self.in_a_row += 1
             self.total += 1
-            algorithm.print_fn(f"non-finite loss or gradient at iteration {algorithm.it + 1}: step skipped "
+            algorithm.print_fn(f"non-finite loss, gradient or buffer at iteration {algorithm.it + 1}: step skipped "
                                f"({self.in_a_row} in a row, {self.total} in all)")
             if self.in_a_row >= self.patience:
                 algorithm.model.zero_grad()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging.handlers
 import os
 import platform
 import random
 import socket
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -56,10 +58,14 @@ def prepare_run_dir(args, fresh: bool = False) -> str:
 
     An existing run directory with a checkpoint is resumed when ``resume`` is set (USB's
     configs set it) and refused otherwise; a directory that exists without a checkpoint is
-    refused unless it is empty.
+    refused unless it is empty. The checkpoint to resume from is read here, so that a
+    corrupt one fails before anything is written. Nothing is created here: the worker makes
+    the directory once the algorithm (data, network) is built.
     """
     path = run_dir(args)
     has_ckpt = os.path.isfile(args.load_path)
+    if args.resume and has_ckpt:
+        load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
     if args.resume and not has_ckpt and os.path.abspath(args.load_path) != os.path.abspath(
             os.path.join(path, "latest_model.pth")):
         raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
@@ -72,7 +78,6 @@ def prepare_run_dir(args, fresh: bool = False) -> str:
             raise ConfigError(f"run {path} already exists: pass --resume to continue it, or choose another save_name")
         if not has_ckpt and any(f.endswith(".pth") for f in os.listdir(path)):
             raise CheckpointError(f"run {path} has no {os.path.basename(args.load_path)} to resume from")
-    os.makedirs(path, exist_ok=True)
     return path
 
 
@@ -109,7 +114,6 @@ def train(args) -> dict | None:
     """Train as configured; returns the summary (rank 0) or None (other ranks)."""
     compat.apply()
     prepare_run_dir(args)
-    write_run_files(args)
     ngpus = torch.cuda.device_count()
     if args.multiprocessing_distributed and ngpus > 0:
         args.distributed = True
@@ -161,9 +165,15 @@ def build_algorithm(args, tb_log=None, logger=None):
 
         raise ConfigError(f"unknown network {args.net!r}{_suggest(args.net, [n for n in dir(semilearn.nets) if not n.startswith('_')])}")
     net_builder = get_net_builder(args.net, args.net_from_name)
-    if args.imb_algorithm is not None:
-        return get_imb_algorithm(args, net_builder, tb_log, logger)
-    return get_algorithm(args, net_builder, tb_log, logger)
+    with warnings.catch_warnings():
+        # semilearn/core/algorithmbase.py builds torch.cuda.amp.GradScaler() for every run:
+        # two warnings (deprecated API; no CUDA) that say nothing about the configuration
+        # and would stand before a one-line input error on stderr.
+        warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.cuda\.amp\.GradScaler is enabled, but CUDA is not available")
+        if args.imb_algorithm is not None:
+            return get_imb_algorithm(args, net_builder, tb_log, logger)
+        return get_algorithm(args, net_builder, tb_log, logger)
 
 
 def _worker(gpu, ngpus, args):
@@ -181,12 +191,32 @@ def _worker(gpu, ngpus, args):
                                              world_size=args.world_size, rank=args.rank)
     path = run_dir(args)
     main = args.rank % ngpus == 0
-    tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
-    logger = _logger(args.save_name, path, "INFO" if main else "WARNING")
+    level = "INFO" if main else "WARNING"
+    # Build first (data, split, network) and load the checkpoint to resume from (does it
+    # fit?): where input errors surface. Only then create the run directory and write its
+    # files, so that a bad configuration leaves nothing on disk and a resume with the wrong
+    # network does not replace the run's config.yaml. The log lines wait in memory until
+    # log.txt exists.
+    early = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
+    logger = _logger(args.save_name, None, level)
+    logger.addHandler(early)
+    resumed = args.resume and os.path.isfile(args.load_path)
+    try:
+        alg = build_algorithm(args, None, logger)
+        place_models(args, alg)
+        if resumed:
+            load_for_resume(args, alg)
+    finally:
+        logger.removeHandler(early)
+    if main:
+        os.makedirs(path, exist_ok=True)
+        write_run_files(args)
+    logger = _logger(args.save_name, path, level)
+    early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
+    early.close()  # flushes the lines logged so far into log.txt
+    tb_log = alg.tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
-    alg = build_algorithm(args, tb_log, logger)
-    place_models(args, alg)
     if args.data_pipeline == "gpu":
         from . import device_loader
 
@@ -196,11 +226,11 @@ def _worker(gpu, ngpus, args):
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
     checkpoint_last(alg)
 
-    if args.resume and os.path.isfile(args.load_path):
-        load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
-        alg.load_model(args.load_path)
+    if resumed:
         logger.info(f"resumed from {args.load_path} at iteration {alg.it}")
         _trim_history(path, alg.it)
+    elif args.resume:  # killed before its first checkpoint: starts over, so does the history
+        _trim_history(path, 0)
 
     t0 = time.time()
     alg.train()
@@ -215,6 +245,17 @@ def _worker(gpu, ngpus, args):
     if tb_log is not None and tb_log.use_tensorboard:
         tb_log.writer.flush()
     return summary
+
+
+def load_for_resume(args, alg) -> None:
+    """Load ``args.load_path`` into ``alg``, with a one-line error if the file is unreadable
+    (USB would train from scratch) or does not fit the configured method and network."""
+    load_checkpoint(args.load_path)
+    try:
+        alg.load_model(args.load_path)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {args.load_path} does not fit {method_name(args)} / {args.net}: "
+                              f"{str(exc).splitlines()[0]}") from None
 
 
 def checkpoint_last(alg) -> None:

@@ -43,7 +43,7 @@ def cifar_subset_data(cifar_subset_folder, tmp_path_factory) -> str:
 
 def digits_flags(tmp_path, iters: int = 6, **extra) -> list:
     """Flags for a few iterations on the quick-start digits config."""
-    flags = {"save_dir": str(tmp_path), "num_train_iter": iters, "num_eval_iter": max(iters // 2, 1),
+    flags = {"save_dir": str(tmp_path), "num_train_iter": iters, "epoch": 1, "num_eval_iter": max(iters // 2, 1),
              "num_log_iter": 2, "batch_size": 8, "uratio": 2, "use_tensorboard": "False",
              "semi_usb_nonfinite_patience": 5}
     flags.update(extra)
