@@ -1,0 +1,318 @@
+"""Tests for ``semilearn report`` (semi_usb.report) and semi_usb.published.
+
+The run directories built here are synthetic: their numbers are inputs to the
+reporting code, not results.  Expected outputs are worked out by hand in the
+comments next to them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import struct
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import pytest
+
+from semi_usb.published import PUBLISHED, USB_TABLE_COLUMNS, lookup, make_setting
+from semi_usb.report import (ReportError, aggregate, format_pm, geometric_mean_recall,
+                             head_medium_tail_split, load_run, main)
+
+C = 10
+NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+         "truck"]
+# Class 0 has the fewest labels, so sorted by labeled count (desc) the order is
+# 1,2,3 | 4,5,6,7 | 8,9,0  -> head {1,2,3}, medium {4,5,6,7}, tail {8,9,0}.
+LB_COUNTS = [10, 100, 90, 80, 70, 60, 50, 40, 30, 20]
+SETTING_A = "cifar10_lb1500_100_ulb3000_100"  # USB table: fixmatch 76.69
+SETTING_B = "cifar10_lb1500_100_ulb3000_50"   # not published
+
+BASE = {
+    "fixmatch": [0.2, 0.9, 0.8, 0.9, 0.6, 0.5, 0.7, 0.4, 0.3, 0.5],
+    "fixmatch+semi": [0.0, 0.95, 0.9, 0.9, 0.8, 0.8, 0.8, 0.7, 0.6, 0.7],
+}
+# Per run: top-1 of the 7 evaluations and the factor multiplying BASE in each.
+TOP1 = {
+    ("fixmatch", 0): [0.10, 0.20, 0.50, 0.70, 0.60, 0.80, 0.65],   # last5 median .65, best .80 @6
+    ("fixmatch", 1): [0.10, 0.30, 0.55, 0.75, 0.62, 0.70, 0.85],   # last5 median .70, best .85 @7
+    ("fixmatch+semi", 0): [0.2, 0.4, 0.70, 0.80, 0.75, 0.78, 0.82],  # median .78, best .82 @7
+    ("fixmatch+semi", 1): [0.2, 0.4, 0.72, 0.74, 0.90, 0.76, 0.80],  # median .76, best .90 @5
+}
+FACTOR = {
+    ("fixmatch", 0): [0.3, 0.5, 0.9, 1.0, 0.8, 1.1, 0.95],   # last5 median .95; @best 1.1
+    ("fixmatch", 1): [0.3, 0.5, 0.7, 1.0, 0.9, 0.8, 1.05],   # last5 median .90; @best 1.05
+    ("fixmatch+semi", 0): [0.3, 0.5, 0.9, 1.0, 0.8, 0.9, 0.95],  # median .90
+    ("fixmatch+semi", 1): [0.3, 0.5, 0.7, 1.0, 0.9, 0.8, 1.0],   # median .90
+}
+
+
+def _summary(method: str, seed: int, ulb_imb_ratio: int = 100, net: str = "wrn_28_2",
+             final: Optional[Dict] = None, best: Optional[Dict] = None) -> Dict:
+    algo, _, imb = method.partition("+")
+    cm = [[(90 if i == j else 1) + seed for j in range(C)] for i in range(C)]
+    return {
+        "algorithm": algo, "imb_algorithm": imb or None, "method": method,
+        "dataset": "cifar10", "net": net, "seed": seed, "num_classes": C,
+        "num_labels": 1500, "ulb_num_labels": 3000, "lb_imb_ratio": 100,
+        "ulb_imb_ratio": ulb_imb_ratio,
+        "setting": make_setting("cifar10", 1500, 100, 3000, ulb_imb_ratio),
+        "num_train_iter": 7168, "iterations_done": 7168, "batch_size": 64, "uratio": 2,
+        "model": "ema", "head": "balanced" if imb else "standard",
+        "final": final or {"it": 7168, "top1": 0.5, "balanced_acc": 0.5,
+                           "per_class_acc": [0.5] * C, "confusion_matrix": cm,
+                           "class_names": NAMES},
+        "best": best or {"it": 6144, "top1": 0.9},
+        "lb_class_counts": LB_COUNTS, "ulb_class_counts": [300] * C,
+        "hardware": {"device": "cpu", "cpu": "test cpu", "num_threads": 2},
+        "versions": {"semi_usb": "0.1.0", "semilearn": "0.3.2", "torch": "x",
+                     "python": "3.11.7"},
+        "wall_time_s": 1.0, "date": f"2026-11-2{seed}T10:00:00",
+    }
+
+
+def _write_run(root: Path, method: str, seed: int, with_history: bool = True, **kw) -> Path:
+    d = root / f"{method}_{seed}_{kw.get('ulb_imb_ratio', 100)}"
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps(_summary(method, seed, **kw)))
+    if with_history:
+        lines = []
+        for k, (t, f) in enumerate(zip(TOP1[(method, seed)], FACTOR[(method, seed)])):
+            pca = [b * f for b in BASE[method]]
+            lines.append(json.dumps({"it": 1024 * (k + 1), "top1": t,
+                                     "balanced_acc": sum(pca) / C, "per_class_acc": pca}))
+        (d / "eval_history.jsonl").write_text("\n".join(lines) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = [_write_run(root, m, s) for m in ("fixmatch+semi", "fixmatch") for s in (1, 0)]
+    # One run of a non-published setting, without history (summary fallback, n=1).
+    dirs.append(_write_run(root, "fixmatch", 0, with_history=False, ulb_imb_ratio=50,
+                           final={"it": 7168, "top1": 0.5, "balanced_acc": 0.5,
+                                  "per_class_acc": [0.5] * C, "class_names": None},
+                           best={"it": 5120, "top1": 0.6}))
+    out = root / "out"
+    rc = main([str(d) for d in dirs] + ["--out", str(out)])
+    assert rc == 0
+    return {"root": root, "dirs": dirs, "out": out}
+
+
+def _table_rows(md: str, setting: str, header_start: str) -> Dict[str, List[str]]:
+    """Rows (method -> cells) of the first table after `## setting` whose header starts so."""
+    section = md.split(f"## {setting}\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(header_start))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean * 100:.2f} ± {std * 100:.2f}"
+
+
+def _pair(a: float, b: float) -> str:
+    """mean ± sample std (ddof=1) of two values, by hand: std = |a-b|/sqrt(2)."""
+    return _pm((a + b) / 2, abs(a - b) / math.sqrt(2))
+
+
+def test_main_table_numbers(report):
+    md = (report["out"] / "results.md").read_text()
+    rows = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
+    assert list(rows) == ["fixmatch", "fixmatch+semi"]  # fixed method order
+    fm, semi = rows["fixmatch"], rows["fixmatch+semi"]
+    # columns: method, seeds, top1 final, top1 best, published, bal, head, med, tail, gmean
+    assert fm[1] == "0, 1 (n=2)"
+    assert fm[2] == "67.50 ± 3.54"          # median of last 5: .65 and .70
+    assert fm[3] == "82.50 ± 3.54"          # best: .80 and .85
+    assert semi[2] == _pair(0.78, 0.76) == "77.00 ± 1.41"
+    assert semi[3] == _pair(0.82, 0.90) == "86.00 ± 5.66"
+    # per-class metrics: per-class = BASE * factor; median factor .95 (seed 0), .90 (seed 1)
+    b = BASE["fixmatch"]
+    bal = sum(b) / C                                        # 0.58
+    head, med, tail = (b[1] + b[2] + b[3]) / 3, (b[4] + b[5] + b[6] + b[7]) / 4, \
+        (b[8] + b[9] + b[0]) / 3
+    gm = math.prod(b) ** (1 / C)
+    assert fm[5] == _pair(bal * 0.95, bal * 0.90) == "53.65 ± 2.05"
+    assert fm[6] == _pair(head * 0.95, head * 0.90) == "80.17 ± 3.06"
+    assert fm[7] == _pair(med * 0.95, med * 0.90)
+    assert fm[8] == _pair(tail * 0.95, tail * 0.90) == "30.83 ± 1.18"
+    assert fm[9] == _pair(gm * 0.95, gm * 0.90)
+    # SeMi base has a zero-recall class -> G-mean exactly 0
+    assert semi[9] == "0.00 ± 0.00"
+    sb = BASE["fixmatch+semi"]
+    assert semi[6] == _pair((sb[1] + sb[2] + sb[3]) / 3 * 0.9, (sb[1] + sb[2] + sb[3]) / 3 * 0.9)
+
+    # Metrics at the best evaluation: factors 1.1 (seed 0, it 6144) and 1.05 (seed 1, it 7168)
+    best = _table_rows(md, SETTING_A, "| method | seeds | best it")
+    assert best["fixmatch"][2] == "6144, 7168"
+    assert best["fixmatch"][3] == "82.50 ± 3.54"
+    assert best["fixmatch"][5] == _pair(head * 1.1, head * 1.05)
+    assert best["fixmatch+semi"][2] == "7168, 5120"  # seeds 0, 1
+
+
+def test_published_column_and_header(report):
+    md = (report["out"] / "results.md").read_text()
+    a = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
+    assert "published top-1 (not ours)" in md
+    assert a["fixmatch"][4] == "76.69"       # USB's table, C10 1500/3000 g100 consistent
+    assert a["fixmatch+semi"][4] == ""       # no published SeMi number
+    b = _table_rows(md, SETTING_B, "| method | seeds | top-1 final")
+    assert b["fixmatch"][4] == ""            # gamma_u = 50: no published number
+    # n=1 fallback to summary.final, best from summary.best
+    assert b["fixmatch"][1] == "0 (n=1)"
+    assert b["fixmatch"][2] == "50.00 ± 0.00 (n=1)"
+    assert b["fixmatch"][3] == "60.00 ± 0.00 (n=1)"
+    assert "USB results/classic_cv_imb.csv" in md
+    # header block
+    for text in ("hardware: cpu, CPU test cpu, 2 threads", "network: wrn_28_2",
+                 "iterations (done / planned): 7168 / 7168", "64 labeled, uratio 2",
+                 "run dates: 2026-11-20T10:00:00 to 2026-11-21T10:00:00",
+                 "fixmatch: model ema, head standard", "fixmatch+semi: model ema, head balanced",
+                 "on the *test* set"):
+        assert text in md, text
+    assert md.index(f"## {SETTING_A}") < md.index(f"## {SETTING_B}")
+
+
+def test_csv(report):
+    with (report["out"] / "results.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["setting"], r["method"]) for r in rows] == [
+        (SETTING_A, "fixmatch"), (SETTING_A, "fixmatch+semi"), (SETTING_B, "fixmatch")]
+    r = rows[0]
+    assert float(r["top1_final_mean"]) == pytest.approx(67.5)
+    assert float(r["top1_final_std"]) == pytest.approx(5 / math.sqrt(2), abs=1e-4)
+    assert float(r["top1_best_mean"]) == pytest.approx(82.5)
+    assert r["n_seeds"] == "2" and r["seeds"] == "0 1"
+    assert r["published_top1"] == "76.69"
+    assert float(rows[1]["gmean_final_mean"]) == 0.0
+    assert rows[2]["published_top1"] == "" and rows[2]["top1_final_std"] == "0.0000"
+    # no history: only best top-1 is known
+    assert rows[2]["head_acc_best_n"] == "0" and rows[2]["head_acc_best_mean"] == ""
+
+
+def _png_size(path: Path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24]), len(data)
+
+
+def test_pngs(report):
+    out = report["out"]
+    for setting in (SETTING_A, SETTING_B):
+        for kind in ("per_class_acc", "confusion", "acc_curve"):
+            (w, h), n = _png_size(out / f"{kind}_{setting}.png")
+            assert w >= 300 and h >= 200 and n > 5000, (kind, setting, w, h, n)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["results.md", "results.csv"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
+                                         for k in ("per_class_acc", "confusion", "acc_curve")])
+
+
+def test_deterministic(report, tmp_path):
+    out2 = tmp_path / "again"
+    assert main([str(d) for d in reversed(report["dirs"])] + ["--out", str(out2)]) == 0
+    for name in ("results.md", "results.csv", f"acc_curve_{SETTING_A}.png"):
+        assert (out2 / name).read_bytes() == (report["out"] / name).read_bytes(), name
+
+
+def test_error_missing_summary(tmp_path, capsys):
+    bad = tmp_path / "not_a_run"
+    bad.mkdir()
+    rc = main([str(bad), "--out", str(tmp_path / "out")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("semilearn report: error: ")
+    assert str(bad) in err and "summary.json" in err
+    with pytest.raises(ReportError):
+        load_run(bad)
+    assert issubclass(ReportError, ValueError)
+
+
+def test_error_bad_history(tmp_path, capsys):
+    d = _write_run(tmp_path, "fixmatch", 0)
+    with (d / "eval_history.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    assert main([str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eval_history.jsonl:8" in err
+
+
+def test_split_gmean_aggregate():
+    assert head_medium_tail_split(10, LB_COUNTS) == ([1, 2, 3], [4, 5, 6, 7], [8, 9, 0])
+    assert head_medium_tail_split(10) == ([0, 1, 2], [3, 4, 5, 6], [7, 8, 9])
+    # ties keep class-index order
+    assert head_medium_tail_split(4, [5, 5, 5, 5]) == ([0, 1], [], [2, 3])
+    assert [len(x) for x in head_medium_tail_split(100)] == [30, 40, 30]
+    assert [len(x) for x in head_medium_tail_split(127)] == [39, 49, 39]
+    assert geometric_mean_recall([0.5, 0.5]) == pytest.approx(0.5)
+    assert geometric_mean_recall([0.25, 1.0]) == pytest.approx(0.5)
+    assert geometric_mean_recall([0.9, 0.0, 0.9]) == 0.0
+    assert format_pm(aggregate([0.5])) == "50.00 ± 0.00 (n=1)"
+    assert format_pm(aggregate([0.5, 0.7, None])) == "60.00 ± 14.14"
+    assert format_pm(aggregate([])) == "—"
+
+
+# --------------------------------------------------------------------------
+# Published numbers against PROTOCOL.md
+# --------------------------------------------------------------------------
+
+PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "docs" / "PROTOCOL.md"
+
+
+def _protocol_text() -> str:
+    if not PROTOCOL.is_file():
+        pytest.skip(f"{PROTOCOL} not available")
+    return PROTOCOL.read_text()
+
+
+def test_published_usb_table_matches_protocol():
+    text = _protocol_text()
+    lines = [l for l in text.splitlines() if l.startswith("| ")]
+    header = lines[0]
+    assert header.startswith("| method | C10 1500/3000 g100")
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if re.fullmatch(r"[-]+", cells[0]):
+            continue
+        rows["".join(cells[0].split())] = [float(c) for c in cells[1:]]
+    assert set(rows) == {"supervised", "fixmatch", "fixmatch+daso", "fixmatch+abc",
+                         "fixmatch+cossl"}
+    for method, values in rows.items():
+        assert len(values) == len(USB_TABLE_COLUMNS)
+        for setting, v in zip(USB_TABLE_COLUMNS, values):
+            assert PUBLISHED[(method, setting)].value == v, (method, setting)
+    usb_keys = {k for k, e in PUBLISHED.items() if e.source.startswith("USB")}
+    assert len(usb_keys) == 5 * 9
+
+
+def test_published_acr_matches_protocol():
+    text = " ".join(_protocol_text().split())
+    m = re.search(r"N1=1500: consistent (\d+\.\d+), uniform (\d+\.\d+), reversed (\d+\.\d+); "
+                  r"N1=500: (\d+\.\d+), (\d+\.\d+), (\d+\.\d+)\. CIFAR-100-LT gamma 10: N1=150: "
+                  r"consistent (\d+\.\d+), uniform (\d+\.\d+), reversed (\d+\.\d+)", text)
+    assert m, "ACR paragraph not found in PROTOCOL.md"
+    expected = [float(x) for x in m.groups()]
+    keys = [f"cifar10_lb1500_100_ulb3000_{u}" for u in (100, 1, -100)] + \
+           [f"cifar10_lb500_100_ulb4000_{u}" for u in (100, 1, -100)] + \
+           [f"cifar100_lb150_10_ulb300_{u}" for u in (10, 1, -10)]
+    assert [PUBLISHED[("fixmatch+acr", k)].value for k in keys] == expected
+    assert len([k for k in PUBLISHED if k[0] == "fixmatch+acr"]) == 9
+    assert "84.8/84.2/83.8" in PUBLISHED[("fixmatch+acr", keys[0])].source
+
+
+def test_lookup_rules():
+    assert lookup("FixMatch + ABC", "cifar10_lb500_100_ulb4000_-100").value == 80.13
+    assert lookup("fixmatch", "cifar10_lb1500_100_ulb3000_100", net="resnet18") is None
+    assert lookup("fixmatch+semi", "cifar10_lb1500_100_ulb3000_100") is None
+    assert make_setting("cifar10", 1500, 100.0, 3000, -100.0) == "cifar10_lb1500_100_ulb3000_-100"
