@@ -80,7 +80,8 @@ class ACR(ImbAlgorithmBase):
         with self.amp_cm():
             v = self.forward_views(x_lb, x_ulb_w, x_ulb_s)
             lb, w, s = v["lb"], v["ulb_w"], v["ulb_s"]
-            logits_w, logits_bal_w = w["logits"].detach(), w["logits_bal"].detach()
+            # pseudo-labels, masks and weights in float32 (also under bf16 autocast)
+            logits_w, logits_bal_w = w["logits"].detach().float(), w["logits_bal"].detach().float()
 
             sup_loss = self.ce_loss(lb["logits"], y_lb, reduction="mean")
             bal_sup_loss = logit_adjusted_ce(lb["logits_bal"], y_lb, log_pi, self.tau2)

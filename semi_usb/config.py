@@ -91,6 +91,9 @@ BASE_KEYS = [
     Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
     Key("data_pipeline", str, "usb",
         "usb: USB's loaders (PIL augmentation in workers); gpu: images held and augmented on the training device"),
+    Key("semi_usb_bf16", str2bool, False,
+        "bf16 autocast of the training step (losses and pseudo-labels stay in float32); USB's amp is fp16 + GradScaler"),
+    Key("semi_usb_channels_last", str2bool, False, "channels_last memory format for the model (faster convolutions on GPUs)"),
     Key("semi_usb_num_threads", int, 0,
         "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
         "with workers for the same cores run several times slower)"),

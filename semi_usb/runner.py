@@ -9,6 +9,7 @@ at the end, ``summary.json``.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging.handlers
 import os
@@ -151,6 +152,22 @@ def place_models(args, alg) -> None:
         alg.ema_model = torch.nn.DataParallel(alg.ema_model)
 
 
+def fast_step(args, alg) -> None:
+    """The opt-in fast path: device-side data, bf16 autocast, channels_last."""
+    device = compat.model_device(alg)
+    if args.data_pipeline == "gpu":
+        from . import device_loader
+
+        device_loader.install(alg, device)
+    if args.semi_usb_channels_last:
+        alg.model.to(memory_format=torch.channels_last)
+        alg.ema_model.to(memory_format=torch.channels_last)
+    if args.semi_usb_bf16:
+        # USB's train_step runs under `with self.amp_cm():`; ParamUpdateHook scales the loss
+        # only when use_amp (fp16) is set, which bf16 does not need.
+        alg.amp_cm = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
+
+
 def build_algorithm(args, tb_log=None, logger=None):
     """The USB algorithm object (datasets, loaders, model, optimizer, hooks) for ``args``."""
     compat.apply()
@@ -217,10 +234,7 @@ def _worker(gpu, ngpus, args):
     tb_log = alg.tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
-    if args.data_pipeline == "gpu":
-        from . import device_loader
-
-        device_loader.install(alg, compat.model_device(alg))
+    fast_step(args, alg)
     alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
     alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")

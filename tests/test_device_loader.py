@@ -31,9 +31,15 @@ def test_device_loaders_keep_usb_order_keys_and_eval_pixels():
     assert abs(ulb["x_ulb_w"].mean().item() - ref_ulb["x_ulb_w"].mean().item()) < 0.2
 
 
-def test_training_with_the_device_pipeline(tmp_path):
+def test_training_with_the_fast_path(tmp_path):
+    """Device pipeline + bf16 autocast + channels_last train (CPU autocast here)."""
+    import json
+    import os
+
     from conftest import digits_flags
     from semi_usb.cli import main
 
-    assert main(["train", "--algorithm", "semi", "--data_pipeline", "gpu"]
-                + digits_flags(tmp_path, iters=4, semi_warmup_iter=1)) == 0
+    assert main(["train", "--algorithm", "semi", "--data_pipeline", "gpu", "--semi_usb_bf16", "True",
+                 "--semi_usb_channels_last", "True"] + digits_flags(tmp_path, iters=4, semi_warmup_iter=1)) == 0
+    (summary,) = [os.path.join(r, "summary.json") for r, _, f in os.walk(tmp_path) if "summary.json" in f]
+    assert json.load(open(summary))["iterations_done"] == 4
