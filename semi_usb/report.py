@@ -807,7 +807,7 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
     ax.set_xticklabels(labels, fontsize=8 if c <= 20 else 5, rotation=0 if c <= 20 else 90)
     ax.set_ylim(0, 100)
     ax.set_ylabel("final per-class accuracy (%)")
-    ax.set_title(f"{groups[0].setting}: per-class accuracy (median of last "
+    ax.set_title(f"{groups[0].setting}: final per-class accuracy\n(median of last "
                  f"{FINAL_WINDOW} evals, mean over seeds)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
