@@ -1,9 +1,9 @@
 """``semilearn compare``: several algorithms on the same splits, seeds and budget.
 
-Each (algorithm, seed) is one ``semilearn train`` process. Its configuration is the
-protocol file ``<config_dir>/<method>/<method>_<setting>_<seed>.yaml`` when one exists, or
-else ``--config`` (a base file: network, budget, data) with the setting's keys parsed from
-its name; the same overrides apply to every run. Finished runs (with ``summary.json``)
+Each (algorithm, seed) is one ``semilearn train`` process. Its configuration is ``--config``
+(a base file: network, budget, data) with the setting's keys parsed from its name when it is
+given, or else the protocol file ``<config_dir>/<method>/<method>_<setting>_<seed>.yaml``;
+the same overrides apply to every run. Finished runs (with ``summary.json``)
 are skipped and interrupted ones resume from their checkpoint. Runs go one after another,
 or ``--jobs N`` at a time (one GPU each when GPUs are visible).
 """
@@ -49,7 +49,7 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
             name = f"{mdir}_{setting}_{seed}"
             protocol = os.path.join(config_dir, mdir, f"{name}.yaml")
             argv = ["train", "--algorithm", alg]
-            if os.path.isfile(protocol):
+            if os.path.isfile(protocol) and not base_config:
                 argv += ["--config", protocol]
             elif base_config:
                 # an image-folder setting is named after its folder: the base file names the data
@@ -57,8 +57,11 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
                 argv += ["--config", base_config] + [f"--{k}={v}" for k, v in keys.items() if known or k != "dataset"]
             else:
                 raise ConfigError(f"no protocol config {protocol} and no --config base file for setting {setting}")
-            argv += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True"] + overrides
-            runs.append({"name": name, "argv": argv, "dir": os.path.join(save_dir, name)})
+            run = os.path.join(save_dir, name)
+            # USB's protocol files name their own load_path: point it at this run's folder
+            argv += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
+                     f"--load_path={os.path.join(run, 'latest_model.pth')}"] + overrides
+            runs.append({"name": name, "argv": argv, "dir": run})
     return runs
 
 

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Reproduces results/cpu_compare/: the five methods, seeds 0-2, on Fashion-MNIST-LT and
 # (short) CIFAR-10-LT, consistent and reversed (N1=1500, M1=3000, gamma 100), on a CPU.
-# Needs the data prepared as the two configs' headers say. Finished runs are skipped.
+# Needs the data prepared as the two configs' headers say. Finished runs are skipped,
+# interrupted ones resume.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ALGS=fixmatch,daso,abc,acr,semi
+RUNS=saved_models/compare
 for s in fmnist_lb1500_100_ulb3000_-100 fmnist_lb1500_100_ulb3000_100; do
-  semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --config config/cpu_compare/fmnist_cnn_tiny.yaml
+  semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --save_dir $RUNS \
+    --config config/cpu_compare/fmnist_cnn_tiny.yaml
 done
 for s in cifar10_lb1500_100_ulb3000_-100 cifar10_lb1500_100_ulb3000_100; do
-  semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --config config/cpu_compare/cifar10_cnn_tiny_short.yaml
+  semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --save_dir $RUNS \
+    --config config/cpu_compare/cifar10_cnn_tiny_short.yaml
 done
-semilearn report saved_models/cpu_compare/*fmnist* --out results/cpu_compare/fmnist
-semilearn report saved_models/cpu_compare/*cifar10* --out results/cpu_compare/cifar10
+semilearn report $RUNS/*_fmnist_lb1500_* --out results/cpu_compare/fmnist
+semilearn report $RUNS/*_cifar10_lb1500_* --out results/cpu_compare/cifar10
