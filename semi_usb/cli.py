@@ -77,7 +77,7 @@ def _train(ns, extra: list) -> int:
         print(describe_keys(algorithm, imb))
         return 0
     if not ns.method and not ns.config:
-        raise _usage("train needs --algorithm NAME or --config FILE")
+        raise _UsageError("train needs --algorithm NAME or --config FILE")
     args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
     from .runner import train
 
@@ -119,17 +119,13 @@ def _data(ns) -> int:
     elif ns.data_command == "import":
         path = import_image_folder(ns.source, ns.data_dir, ns.dataset, ns.name)
     else:
-        raise _usage("data needs a subcommand: import or import-idx")
+        raise _UsageError("data needs a subcommand: import or import-idx")
     print(f"imported {ns.source} -> {path}")
     return 0
 
 
 class _UsageError(ValueError):
     pass
-
-
-def _usage(msg: str) -> _UsageError:
-    return _UsageError(msg)
 
 
 def main(argv: list | None = None) -> int:

@@ -31,8 +31,11 @@ def parse_setting(setting: str) -> dict:
 
 
 def method_dir(algorithm: str) -> str:
-    """USB's folder naming: fixmatch, fixmatch_daso, ..."""
-    return algorithm.replace("+", "_") if "+" in algorithm or algorithm in ("fixmatch",) else f"fixmatch_{algorithm}"
+    """USB's folder naming: fixmatch, fixmatch_daso, flexmatch, ... (the base as ``train`` picks it)."""
+    from .config import split_method
+
+    base, imb = split_method(algorithm)
+    return f"{base}_{imb}" if imb else base
 
 
 def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,

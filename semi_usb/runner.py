@@ -54,7 +54,7 @@ def run_dir(args) -> str:
     return os.path.join(args.save_dir, args.save_name)
 
 
-def prepare_run_dir(args, fresh: bool = False) -> str:
+def prepare_run_dir(args) -> str:
     """Resume or refuse, never delete (USB's train.py rmtree's an existing run).
 
     An existing run directory with a checkpoint is resumed when ``resume`` is set (USB's
@@ -262,9 +262,8 @@ def _worker(gpu, ngpus, args):
 
 
 def load_for_resume(args, alg) -> None:
-    """Load ``args.load_path`` into ``alg``, with a one-line error if the file is unreadable
-    (USB would train from scratch) or does not fit the configured method and network."""
-    load_checkpoint(args.load_path)
+    """Load ``args.load_path`` into ``alg``, with a one-line error if it does not fit the
+    configured method and network (its readability was checked by :func:`prepare_run_dir`)."""
     try:
         alg.load_model(args.load_path)
     except (RuntimeError, KeyError) as exc:
