@@ -5,6 +5,7 @@ device; no step forces a host-device synchronisation.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 EPS = 1e-12
@@ -60,9 +61,18 @@ class Tau1Estimator:
         self.tau1 = torch.tensor(float(tau1))
         self.tau_min, self.tau_max, self.momentum, self.counts = tau_min, tau_max, momentum, counts
 
-    def step(self, probs_bal: Tensor, threshold: float) -> None:
-        """One training step: update ``u_py`` and add its KL to the three anchors."""
-        hist = confident_class_histogram(probs_bal.detach().float(), threshold, self.counts)
+    def step(self, probs_bal: Tensor, threshold: float, all_reduce: bool = False) -> None:
+        """One training step: update ``u_py`` and add its KL to the three anchors.
+
+        ``all_reduce``: under DDP, sum the ranks' confident counts first, so that every rank
+        sees the histogram of the global batch (as one process would) and keeps the same
+        ``u_py`` and tau1; a no-op without a process group of more than one rank.
+        """
+        hist = confident_class_histogram(probs_bal.detach().float(), threshold, counts=True)
+        if all_reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(hist)
+        if not self.counts:
+            hist = (hist > 0).to(hist.dtype)
         self.u_py = update_u_py(self.u_py, hist, self.momentum)
         self.kl_sum = self.kl_sum + symmetric_kl(self.u_py.unsqueeze(0), self.anchors)
         self.steps = self.steps + 1

@@ -39,14 +39,15 @@ class OrMaskingHook(Hook):
 
 
 class Tau1Hook(Hook):
-    """Feeds ACR's distribution estimate each step; sets tau1 at each epoch start once
+    """Feeds ACR's distribution estimate each step (the global batch's histogram under DDP,
+    so that tau1 is the same on every rank); sets tau1 at each epoch start once
     ``acr_est_epoch`` epochs have passed (when ``acr_adaptive_tau1``)."""
 
     def before_run(self, algorithm):
         algorithm.tau1_estimator.to(model_device(algorithm))
 
     def after_train_step(self, algorithm):
-        algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff)
+        algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff, all_reduce=True)
 
     def before_train_step(self, algorithm):
         # At each epoch start (by iteration count, so a run resumed mid-epoch stays in step).

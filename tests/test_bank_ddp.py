@@ -1,11 +1,12 @@
-"""The memory bank stays identical on every DDP rank (SEMI_METHOD.md, SeMi §1).
+"""The memory bank stays identical on every DDP rank (SEMI_METHOD.md, SeMi §1), and so do
+the Embedding Align centre and ACR's distribution estimate (u_py, hence tau1).
 
 Two CPU processes with the gloo backend; each rank has its own candidates, gathers them with
 ``gather_candidates`` and pushes; both banks must be equal to each other and to a
 single-process bank fed the concatenated candidates (rank 0 first).
 
-The spawned workers load ``semi_usb/memory_bank.py`` and ``semi_usb/hard_examples.py`` by
-file path (both are pure torch) instead of importing the ``semi_usb`` package, whose
+The spawned workers load ``semi_usb/memory_bank.py``, ``hard_examples.py`` and
+``distribution_estimate.py`` by file path (all pure torch) instead of importing the ``semi_usb`` package, whose
 ``__init__`` imports semilearn and would cost each worker several seconds. The parent checks
 against the package's own modules.
 """
@@ -37,6 +38,19 @@ def _teacher(rank):
     return torch.softmax(torch.randn(N, D, generator=g), dim=1)
 
 
+def _probs(step, rank):
+    """Balanced-head probabilities: rank 0's batches are confident on classes 0/1 only,
+    rank 1's on 2/3, so a per-rank estimate would differ from the global one."""
+    g = torch.Generator().manual_seed(500 + 10 * step + rank)
+    logits = torch.randn(N, C, generator=g)
+    logits[:, 2 * rank + step % 2] += 4.0
+    return torch.softmax(logits, dim=1)
+
+
+def _estimator(module, counts):
+    return module.Tau1Estimator(torch.tensor([0.4, 0.3, 0.2, 0.1]), tau1=2.0, momentum=0.9, counts=counts)
+
+
 def _load(name):
     path = Path(__file__).resolve().parents[1] / "semi_usb" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_ddp_test_{name}", path)
@@ -47,7 +61,7 @@ def _load(name):
 
 def _worker(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
-    mb, he = _load("memory_bank"), _load("hard_examples")
+    mb, he, de = _load("memory_bank"), _load("hard_examples"), _load("distribution_estimate")
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
         timeout=datetime.timedelta(seconds=60),
@@ -61,7 +75,14 @@ def _worker(rank, world, init_file, out_dir):
             if step % 2 == 1:
                 bank.decay()
         center = he.update_center(torch.zeros(D), _teacher(rank), momentum=0.9, all_reduce=True)
-        torch.save({"bank": bank.state_dict(), "center": center}, os.path.join(out_dir, f"rank{rank}.pt"))
+        est = {counts: _estimator(de, counts) for counts in (False, True)}
+        for step in range(STEPS):
+            for e in est.values():
+                e.step(_probs(step, rank), 0.9, all_reduce=True)
+        for e in est.values():
+            e.end_epoch(update_tau1=True)
+        torch.save({"bank": bank.state_dict(), "center": center,
+                    "est": {k: e.state_dict() for k, e in est.items()}}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -90,3 +111,16 @@ def test_bank_identical_across_ranks(tmp_path):
     expect = 0.1 * torch.cat([_teacher(r) for r in range(WORLD)]).mean(0)
     for r in range(WORLD):
         assert torch.allclose(states[r]["center"], expect, atol=1e-7)
+
+    # ACR's estimate (presence vector and counts) equals one process fed the global batch
+    from semi_usb import distribution_estimate as de
+
+    for counts in (False, True):
+        ref_est = _estimator(de, counts)
+        for step in range(STEPS):
+            ref_est.step(torch.cat([_probs(step, r) for r in range(WORLD)]), 0.9)
+        ref_est.end_epoch(update_tau1=True)
+        assert ref_est.u_py[2:].sum() > 0.3 and ref_est.u_py[:2].sum() > 0.3  # both ranks' classes
+        for r in range(WORLD):
+            for key, value in ref_est.state_dict().items():
+                assert torch.allclose(states[r]["est"][counts][key], value, atol=1e-6), (r, counts, key)
