@@ -16,8 +16,9 @@ Files written to ``--out``:
   method, definitions and the "best is selected on the test set" caveat) and a
   separate, labelled column of *published* numbers (:mod:`semi_usb.published`).
 * ``results.csv`` -- the same numbers, one row per ``(setting, method)``.
-* ``per_class_acc_<setting>.png``, ``confusion_<setting>.png`` and
-  ``acc_curve_<setting>.png`` for every setting.
+* ``per_class_acc_<setting>.png``, ``group_acc_<setting>.png`` (head / medium /
+  tail, balanced, G-mean), ``confusion_<setting>.png`` and ``acc_curve_<setting>.png``
+  for every setting.
 
 Definitions (all accuracies are fractions in the inputs, percentages in the
 outputs):
@@ -634,7 +635,8 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
                "blank where none matches. Their training budget and protocol may differ.")
     out.append("- Figures per setting: `per_class_acc_*` = final per-class accuracy "
                f"(element-wise median of the last {FINAL_WINDOW} evaluations), mean over seeds; "
-               "`confusion_*` = confusion matrix of `summary.json`'s final evaluation, "
+               "`group_acc_*` = the final head / medium / tail recall, balanced accuracy and "
+               "G-mean, mean ± std over seeds; `confusion_*` = confusion matrix of `summary.json`'s final evaluation, "
                "row-normalised (rows = true class), mean over seeds; `acc_curve_*` = top-1 per "
                "evaluation, mean over seeds with a min/max band.")
     out.append("")
@@ -696,7 +698,7 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
             out.extend(_published_note(g) for g in pubs)
             out.append("")
         safe = _safe_name(setting)
-        out.append(f"Figures: `per_class_acc_{safe}.png`, `confusion_{safe}.png`, "
+        out.append(f"Figures: `per_class_acc_{safe}.png`, `group_acc_{safe}.png`, `confusion_{safe}.png`, "
                    f"`acc_curve_{safe}.png`.")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
@@ -815,6 +817,36 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
     _save(fig, path)
 
 
+GROUP_BARS = (("head_acc", "head"), ("medium_acc", "medium"), ("tail_acc", "tail"),
+              ("balanced_acc", "balanced"), ("gmean", "G-mean"))
+
+
+def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, Any]) -> None:
+    """Grouped bars of the final head / medium / tail recall, balanced accuracy and G-mean,
+    one bar per method: mean over seeds, error bar = sample std."""
+    import numpy as np
+    fig = _new_figure(max(6.0, 1.2 * len(GROUP_BARS) * max(1, len(groups)) * 0.35 + 2), 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(GROUP_BARS))
+    bar_w = 0.8 / max(1, len(groups))
+    for i, g in enumerate(groups):
+        aggs = [g.final[key] for key, _ in GROUP_BARS]
+        mean = [100 * a.mean if a.mean is not None else np.nan for a in aggs]
+        err = [100 * (a.std or 0.0) for a in aggs]
+        ax.bar(x - 0.4 + bar_w * (i + 0.5), mean, bar_w, yerr=err, capsize=2,
+               label=f"{g.method} (n={len(g.runs)})", color=colors[g.method])
+    ax.set_xticks(x)
+    ax.set_xticklabels([label for _, label in GROUP_BARS])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("final accuracy / recall (%)")
+    ax.set_title(f"{groups[0].setting}: head / medium / tail (classes by labeled count)\n"
+                 f"(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:
     """Row-normalised final confusion matrices, seed-averaged, one panel per method."""
     import numpy as np
@@ -918,6 +950,7 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
             safe = _safe_name(setting)
             for name, fn in (
                     (f"per_class_acc_{safe}.png", lambda p: plot_per_class(groups, p, colors)),
+                    (f"group_acc_{safe}.png", lambda p: plot_groups(groups, p, colors)),
                     (f"confusion_{safe}.png", lambda p: plot_confusion(groups, p)),
                     (f"acc_curve_{safe}.png", lambda p: plot_curves(groups, p, colors))):
                 fn(out / name)

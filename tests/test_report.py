@@ -207,15 +207,18 @@ def _png_size(path: Path):
     return struct.unpack(">II", data[16:24]), len(data)
 
 
+KINDS = ("per_class_acc", "group_acc", "confusion", "acc_curve")
+
+
 def test_pngs(report):
     out = report["out"]
     for setting in (SETTING_A, SETTING_B):
-        for kind in ("per_class_acc", "confusion", "acc_curve"):
+        for kind in KINDS:
             (w, h), n = _png_size(out / f"{kind}_{setting}.png")
             assert w >= 300 and h >= 200 and n > 5000, (kind, setting, w, h, n)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["results.md", "results.csv"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
-                                         for k in ("per_class_acc", "confusion", "acc_curve")])
+                                         for k in KINDS])
 
 
 def test_deterministic(report, tmp_path):
