@@ -4,7 +4,8 @@ Each (algorithm, seed) is one ``semilearn train`` process. Its configuration is 
 (a base file: network, budget, data) with the setting's keys parsed from its name when it is
 given, or else the protocol file ``<config_dir>/<method>/<method>_<setting>_<seed>.yaml``;
 the same overrides apply to every run. Finished runs (with ``summary.json``)
-are skipped and interrupted ones resume from their checkpoint. Runs go one after another,
+are skipped and interrupted ones resume from their checkpoint; a run folder that holds
+another configuration (say, an earlier budget) is an error before anything runs. Runs go one after another,
 or ``--jobs N`` at a time (one GPU each when GPUs are visible).
 """
 from __future__ import annotations
@@ -51,21 +52,34 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
         for seed in seeds:
             name = f"{mdir}_{setting}_{seed}"
             protocol = os.path.join(config_dir, mdir, f"{name}.yaml")
-            argv = ["train", "--algorithm", alg]
             if os.path.isfile(protocol) and not base_config:
-                argv += ["--config", protocol]
+                config, flags = protocol, []
             elif base_config:
                 # an image-folder setting is named after its folder: the base file names the data
                 known = keys["dataset"] in NUM_CLASSES
-                argv += ["--config", base_config] + [f"--{k}={v}" for k, v in keys.items() if known or k != "dataset"]
+                config, flags = base_config, [f"--{k}={v}" for k, v in keys.items() if known or k != "dataset"]
             else:
                 raise ConfigError(f"no protocol config {protocol} and no --config base file for setting {setting}")
             run = os.path.join(save_dir, name)
             # USB's protocol files name their own load_path: point it at this run's folder
-            argv += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
-                     f"--load_path={os.path.join(run, 'latest_model.pth')}"] + overrides
-            runs.append({"name": name, "argv": argv, "dir": run})
+            flags += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
+                      f"--load_path={os.path.join(run, 'latest_model.pth')}"] + overrides
+            runs.append({"name": name, "argv": ["train", "--algorithm", alg, "--config", config] + flags, "dir": run,
+                         "algorithm": alg, "config": config, "flags": flags})
     return runs
+
+
+def check_existing(runs: list) -> None:
+    """One-line error, before anything runs, when a run folder that already exists holds
+    another configuration (a finished run would otherwise count as done with, say, the
+    old budget; an unfinished one would fail when its turn comes)."""
+    from .config import build_args, parse_flags
+    from .runner import check_same_experiment
+
+    for r in runs:
+        if os.path.isfile(os.path.join(r["dir"], "config.yaml")):
+            check_same_experiment(build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None),
+                                  r["dir"])
 
 
 def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
@@ -127,6 +141,7 @@ def add_parser(sub) -> None:
 def main(ns, extra: list | None = None) -> int:
     runs = plan([a.strip() for a in ns.algorithms.split(",") if a.strip()], ns.setting,
                 [int(s) for s in ns.seeds.split(",")], ns.config_dir, ns.config, ns.save_dir, list(extra or []))
+    check_existing(runs)
     failed = run_all(runs, ns.jobs, os.path.join(ns.save_dir, "logs"))
     print(f"{len(runs) - failed}/{len(runs)} runs finished; report with: semilearn report "
           + " ".join(r["dir"] for r in runs) + " --out results/<name>/")

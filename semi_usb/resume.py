@@ -68,6 +68,10 @@ def train(self) -> None:
     if skip >= per_epoch:
         start_epoch, skip = start_epoch + 1, 0
     self.semi_usb_done = self.it
+    # what a checkpoint written before any step of this call records (after_run saves one)
+    self.epoch, self.semi_usb_epoch_step = (resume["epoch"], resume["epoch_step"]) if resume else (start_epoch, 0)
+    if resume and self.it >= self.num_train_iter:  # killed after its last checkpoint: nothing left to train
+        set_rng_state(resume["rng"])
     for epoch in range(start_epoch, self.epochs):
         self.epoch = epoch
         if self.it >= self.num_train_iter:

@@ -54,14 +54,49 @@ def run_dir(args) -> str:
     return os.path.join(args.save_dir, args.save_name)
 
 
+# Keys that say where and how a run executes, not what it computes: they may differ when a
+# run is resumed (another machine, more loader workers, the DDP rendezvous of the new launch).
+RUNTIME_KEYS = frozenset({
+    "save_dir", "save_name", "load_path", "resume", "overwrite", "use_tensorboard", "use_wandb", "use_aim",
+    "num_log_iter", "eval_batch_size", "data_dir", "num_workers", "gpu", "rank", "world_size", "dist_url",
+    "dist_backend", "multiprocessing_distributed", "semi_usb_num_threads", "semi_usb_nonfinite_patience",
+})
+
+
+def experiment_changes(args, path: str) -> list:
+    """``key=saved (now new)`` for each key, runtime keys aside, whose value differs from the
+    ``config.yaml`` of the run in ``path`` (empty when it has none)."""
+    saved_file = os.path.join(path, "config.yaml")
+    if not os.path.isfile(saved_file):
+        return []
+    with open(saved_file, encoding="utf-8") as f:
+        saved = yaml.safe_load(f) or {}
+    now = yaml.safe_load(yaml.safe_dump(to_yaml_dict(args)))  # the same types as the saved file
+    return [f"{k}={saved[k]!r} (now {now[k]!r})" for k in sorted(now)
+            if k in saved and k not in RUNTIME_KEYS and saved[k] != now[k]]
+
+
+def check_same_experiment(args, path: str) -> None:
+    """Refuse to continue (or count as done) a run with another configuration: USB resumes
+    whatever it is given, so a changed budget or schedule would silently mix two experiments
+    in one run folder."""
+    changes = experiment_changes(args, path)
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise ConfigError(f"run {path} was started with {', '.join(changes[:3])}{more}: continue it with its own "
+                          "configuration (its config.yaml), or start a new run from its checkpoint "
+                          "(another --save_name, --load_path to the checkpoint)")
+
+
 def prepare_run_dir(args) -> str:
     """Resume or refuse, never delete (USB's train.py rmtree's an existing run).
 
     An existing run directory with a checkpoint is resumed when ``resume`` is set (USB's
-    configs set it) and refused otherwise; a directory that exists without a checkpoint is
-    refused unless it is empty. The checkpoint to resume from is read here, so that a
-    corrupt one fails before anything is written. Nothing is created here: the worker makes
-    the directory once the algorithm (data, network) is built.
+    configs set it) and the configuration is the run's own, and refused otherwise; a
+    directory that exists without a checkpoint is refused unless it is empty. The checkpoint
+    to resume from is read here, so that a corrupt one fails before anything is written.
+    Nothing is created here: the worker makes the directory once the algorithm (data,
+    network) is built.
     """
     path = run_dir(args)
     has_ckpt = os.path.isfile(args.load_path)
@@ -72,6 +107,7 @@ def prepare_run_dir(args) -> str:
         raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
     if os.path.isdir(path) and os.listdir(path):
         if args.resume and has_ckpt:
+            check_same_experiment(args, path)
             return path
         if os.path.isfile(os.path.join(path, "summary.json")) and not args.resume:
             raise ConfigError(f"run {path} already exists and is finished: choose another save_name or save_dir")

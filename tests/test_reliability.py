@@ -409,18 +409,58 @@ def test_resume_from_a_corrupt_checkpoint_fails_loudly_and_keeps_it(finished_run
 
 def test_resume_with_a_checkpoint_that_does_not_fit_fails_loudly_and_touches_nothing(finished_run, digits_yaml,
                                                                                      tmp_path, capsys):
-    """Resuming with another network: one line, exit 2, and the run's config.yaml still
-    describes its checkpoint (it is rewritten only once the checkpoint has loaded)."""
+    """Starting a new run from a checkpoint of another network: one line, exit 2, and
+    nothing is written (the run folder is made only once the checkpoint has loaded)."""
     run = copy_run(finished_run, tmp_path)
-    os.remove(os.path.join(run, "summary.json"))
     before = tree(tmp_path)
-    code = main(["train", "--algorithm", "semi", "--resume", "True", "--net", "cnn_small"]
-                + flags(digits_yaml, tmp_path / "saved", num_train_iter=8, epoch=1, num_eval_iter=2, **SEMI))
+    code = main(["train", "--algorithm", "semi", "--resume", "True", "--net", "cnn_small",
+                 "--load_path", os.path.join(run, "latest_model.pth")]
+                + flags(digits_yaml, tmp_path / "saved", save_name="other", num_train_iter=8, epoch=1, num_eval_iter=2,
+                        **SEMI))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"semilearn train: error: checkpoint {run}/latest_model.pth does not fit fixmatch_semi / "
                              "cnn_small: Error(s) in loading state_dict")
     assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("change,expect", [
+    ({"num_train_iter": 8}, "num_train_iter=4 (now 8)"),
+    ({"net": "cnn_small", "lr": 0.1}, "lr=0.03 (now 0.1), net='cnn_tiny' (now 'cnn_small')"),
+])
+def test_resume_with_another_configuration_is_refused_and_touches_nothing(finished_run, digits_yaml, tmp_path,
+                                                                          capsys, change, expect):
+    """USB resumes whatever it is given: a changed budget or network would mix two
+    experiments in one run folder (and a finished run would count as done)."""
+    run = copy_run(finished_run, tmp_path)
+    os.remove(os.path.join(run, "summary.json"))
+    before = tree(tmp_path)
+    values = {"num_train_iter": 4, "epoch": 1, "num_eval_iter": 2, **SEMI, **change}
+    code = main(["train", "--algorithm", "semi", "--resume", "True"] + flags(digits_yaml, tmp_path / "saved", **values))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"semilearn train: error: run {run} was started with {expect}: continue it with its own "
+                             "configuration"), err[0]
+    assert tree(tmp_path) == before
+    # runtime keys (threads, loader workers, logging, where the data is) may change
+    assert main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI,
+                        num_log_iter=3, semi_usb_num_threads=1, eval_batch_size=32)) == 0
+
+
+def test_resume_of_a_run_killed_after_its_last_checkpoint_finishes_it(finished_run, digits_yaml, tmp_path):
+    """Killed after the last step's checkpoint, before summary.json: resuming trains nothing,
+    evaluates, and writes the summary (the loop state of the checkpoint is kept)."""
+    run = copy_run(finished_run, tmp_path)
+    os.remove(os.path.join(run, "summary.json"))
+    ckpt = load(os.path.join(run, "latest_model.pth"))
+    assert main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI)) == 0
+    with open(os.path.join(run, "summary.json")) as f:
+        assert json.load(f)["iterations_done"] == 4
+    again = load(os.path.join(run, "latest_model.pth"))
+    assert again["it"] == 4 and again["semi_usb_loop"]["epoch_step"] == ckpt["semi_usb_loop"]["epoch_step"]
+    assert not differences(again["model"], ckpt["model"])
 
 
 # ------------------------------------------------------------------ non-finite steps

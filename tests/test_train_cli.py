@@ -84,13 +84,20 @@ def test_resume_continues_from_checkpoint(tmp_path):
     run = os.path.join(str(tmp_path), s1["save_name"])
     ckpt = torch.load(os.path.join(run, "latest_model.pth"), weights_only=False)
     assert ckpt["it"] == 4 and "semi_state" in ckpt and "acr_tau1_state" in ckpt
-    os.remove(os.path.join(run, "summary.json"))
+    # a longer budget is another experiment: a new run that starts from this checkpoint
     longer = digits_flags(tmp_path, iters=8, semi_warmup_iter=1)
-    assert main(["train", "--algorithm", "semi", "--resume", "True"] + longer) == 0
-    s2 = _summary(tmp_path)
-    assert s2["iterations_done"] == 8
-    log = open(os.path.join(run, "log.txt")).read()
-    assert "resumed from" in log
+    assert main(["train", "--algorithm", "semi", "--resume", "True", "--save_name", "longer",
+                 "--load_path", os.path.join(run, "latest_model.pth")] + longer) == 0
+    with open(os.path.join(str(tmp_path), "longer", "summary.json")) as f:
+        assert json.load(f)["iterations_done"] == 8
+    log = open(os.path.join(str(tmp_path), "longer", "log.txt")).read()
+    assert "resumed from" in log and "at iteration 4" in log
+    assert _summary_of(run)["iterations_done"] == 4  # the first run is left as it was
+
+
+def _summary_of(run: str) -> dict:
+    with open(os.path.join(run, "summary.json")) as f:
+        return json.load(f)
 
 
 def test_wrong_usage_is_one_line_exit_2(tmp_path):

@@ -1,0 +1,67 @@
+"""`semilearn compare` then `semilearn report`, end to end: real digits runs with the real
+semilearn trainer (one `semilearn train` process per run, two at a time), then the tables
+and the four kinds of figure; finished runs are skipped, and a run folder that holds
+another configuration is refused before anything runs."""
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import REPO
+from semi_usb.cli import main
+
+SETTING = "digits_lb40_10_ulb90_10"  # the quick start's long-tailed digits split
+ALGORITHMS = ("fixmatch", "semi")
+SEEDS = (0, 1)
+
+
+def _compare(save_dir, *extra) -> list:
+    return ["compare", "--algorithms", ",".join(ALGORITHMS), "--setting", SETTING, "--seeds",
+            ",".join(map(str, SEEDS)), "--jobs", "2", "--config",
+            os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--save_dir", str(save_dir),
+            "--num_train_iter", "6", "--epoch", "1", "--num_eval_iter", "3", "--num_log_iter", "3",
+            "--batch_size", "8", "--semi_warmup_iter", "2", "--use_tensorboard", "False",
+            "--semi_usb_num_threads", "1", *extra]
+
+
+def _files(root) -> dict:
+    return {os.path.join(r, f): os.stat(os.path.join(r, f)).st_mtime_ns for r, _, fs in os.walk(root) for f in fs}
+
+
+def test_compare_then_report(tmp_path, capsys):
+    save = tmp_path / "runs"
+    assert main(_compare(save)) == 0
+    names = [f"{m}_{SETTING}_{s}" for m in ("fixmatch", "fixmatch_semi") for s in SEEDS]
+    for name in names:
+        with open(save / name / "summary.json") as f:
+            summary = json.load(f)
+        assert summary["iterations_done"] == 6 and summary["setting"] == SETTING
+        assert summary["seed"] == int(name[-1])
+    # the same split for every method: identical labeled class counts per seed
+    counts = {n: json.load(open(save / n / "summary.json"))["lb_class_counts"] for n in names}
+    assert counts[names[0]] == counts[names[2]] and counts[names[1]] == counts[names[3]]
+    capsys.readouterr()
+
+    out = tmp_path / "report"
+    assert main(["report"] + [str(save / n) for n in names] + ["--out", str(out)]) == 0
+    kinds = ("per_class_acc", "group_acc", "confusion", "acc_curve")
+    assert sorted(os.listdir(out)) == sorted(["results.md", "results.csv"] + [f"{k}_{SETTING}.png" for k in kinds])
+    md = (out / "results.md").read_text()
+    assert "fixmatch+semi" in md and "balanced" in md and " (n=1)" not in md.split("## ", 2)[-1]  # two seeds per method
+
+    # again: every run is finished, nothing is retrained
+    before = _files(save)
+    assert main(_compare(save)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("skip ") == 4 and "start " not in printed
+    assert {k: v for k, v in _files(save).items() if "/logs/" not in k} == {
+        k: v for k, v in before.items() if "/logs/" not in k}
+
+    # another budget into the same folders: one line, exit 2, before any run starts
+    assert main(_compare(save, "--num_train_iter", "12")) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "start " not in captured.out
+    assert err[0].startswith(f"semilearn compare: error: run {save / names[0]} was started with num_train_iter=6 (now 12)")
+    assert {k: v for k, v in _files(save).items() if "/logs/" not in k} == {
+        k: v for k, v in before.items() if "/logs/" not in k}
