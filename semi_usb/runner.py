@@ -8,8 +8,10 @@ at the end, ``summary.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
+import glob
 import json
 import logging.handlers
 import os
@@ -230,10 +232,6 @@ def build_algorithm(args, tb_log=None, logger=None):
 
 
 def _worker(gpu, ngpus, args):
-    from semilearn.core.utils import TBLog
-
-    from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
-
     args.gpu = gpu
     seed_everything(args.seed)
     set_cpu_threads(args)
@@ -261,9 +259,20 @@ def _worker(gpu, ngpus, args):
             load_for_resume(args, alg)
     finally:
         logger.removeHandler(early)
-    if main:
-        os.makedirs(path, exist_ok=True)
+    if not main:
+        return _run(args, alg, path, gpu, early, level, resumed, main)
+    os.makedirs(path, exist_ok=True)
+    with run_lock(path):
         write_run_files(args)
+        return _run(args, alg, path, gpu, early, level, resumed, main)
+
+
+def _run(args, alg, path, gpu, early, level, resumed, main):
+    """The part of a worker that writes into the run folder: logs, hooks, training, summary."""
+    from semilearn.core.utils import TBLog
+
+    from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
+
     logger = _logger(args.save_name, path, level)
     early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
     early.close()  # flushes the lines logged so far into log.txt
@@ -295,6 +304,28 @@ def _worker(gpu, ngpus, args):
     if tb_log is not None and tb_log.use_tensorboard:
         tb_log.writer.flush()
     return summary
+
+
+@contextlib.contextmanager
+def run_lock(path: str):
+    """Hold an exclusive lock on the run folder (``flock`` on ``.lock``; the OS drops it when
+    the process dies) while this process writes it: a second ``train`` or ``compare`` on the
+    same run is refused instead of interleaving checkpoints. With the lock held, temporary
+    checkpoint files left by a writer that was killed are removed."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX: no lock)
+        yield
+        return
+    with open(os.path.join(path, ".lock"), "a", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run {path} is in use by another process: wait for it to end, "
+                              "or choose another save_name") from None
+        for stale in glob.glob(os.path.join(path, ".*.pth.*.tmp")):
+            os.remove(stale)
+        yield
 
 
 def load_for_resume(args, alg) -> None:

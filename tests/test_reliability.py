@@ -332,8 +332,9 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, dig
                 p.wait()
         stderr_log.close()
 
-    # the last resume, with the stray temp file still there, completes the run
+    # the last resume, with the stray temp file still there, completes the run (and removes it)
     assert main(["train", "--algorithm", "semi", "--resume", "True"] + flags(digits_yaml, save_dir, **run_flags)) == 0
+    assert not glob.glob(os.path.join(run, ".*.pth.*.tmp")), "stray temporary checkpoint left behind"
     log = open(os.path.join(run, "log.txt"), encoding="utf-8").read()
     found = [int(n) for n in re.findall(r"resumed from .*latest_model\.pth at iteration (\d+)", log)]
     assert found == resumes, f"restarts resumed from {found}, checkpoints were at {resumes} {why}"
@@ -461,6 +462,29 @@ def test_resume_of_a_run_killed_after_its_last_checkpoint_finishes_it(finished_r
     again = load(os.path.join(run, "latest_model.pth"))
     assert again["it"] == 4 and again["semi_usb_loop"]["epoch_step"] == ckpt["semi_usb_loop"]["epoch_step"]
     assert not differences(again["model"], ckpt["model"])
+
+
+def test_a_run_in_use_by_another_process_is_refused_and_touches_nothing(finished_run, digits_yaml, tmp_path, capsys):
+    """Two processes writing one run folder would interleave checkpoints: while one holds
+    the run's lock (here: this test, through the same flock the trainer takes), a second
+    `train --resume` is one line, exit 2, and leaves every file as it was."""
+    import fcntl
+
+    run = copy_run(finished_run, tmp_path)
+    os.remove(os.path.join(run, "summary.json"))
+    with open(os.path.join(run, ".lock"), "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = tree(tmp_path)
+        code = main(["train", "--algorithm", "semi", "--resume", "True"]
+                    + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err == [f"semilearn train: error: run {run} is in use by another process: wait for it to "
+                                     "end, or choose another save_name"], err
+        assert tree(tmp_path) == before
+    # released: the same command now finishes the run
+    assert main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI)) == 0
+    assert os.path.isfile(os.path.join(run, "summary.json"))
 
 
 # ------------------------------------------------------------------ non-finite steps
