@@ -805,12 +805,18 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
         mean = np.mean(np.asarray(vecs, dtype=float), axis=0) * 100
         ax.bar(x - 0.4 + bar_w * (i + 0.5), mean, bar_w, label=f"{g.method} (n={len(vecs)})",
                color=colors[g.method])
+    _finish_bars(fig, ax, x, labels, "final per-class accuracy (%)", f"{groups[0].setting}: final per-class "
+                 f"accuracy\n(median of last {FINAL_WINDOW} evals, mean over seeds)", path,
+                 fontsize=8 if c <= 20 else 5, rotation=0 if c <= 20 else 90)
+
+
+def _finish_bars(fig, ax, x, labels: Sequence[str], ylabel: str, title: str, path: Path, **label_kw) -> None:
+    """Axes, legend and grid of a grouped percentage bar chart, then save it."""
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=8 if c <= 20 else 5, rotation=0 if c <= 20 else 90)
+    ax.set_xticklabels(labels, **label_kw)
     ax.set_ylim(0, 100)
-    ax.set_ylabel("final per-class accuracy (%)")
-    ax.set_title(f"{groups[0].setting}: final per-class accuracy\n(median of last "
-                 f"{FINAL_WINDOW} evals, mean over seeds)", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -835,16 +841,8 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
         err = [100 * (a.std or 0.0) for a in aggs]
         ax.bar(x - 0.4 + bar_w * (i + 0.5), mean, bar_w, yerr=err, capsize=2,
                label=f"{g.method} (n={len(g.runs)})", color=colors[g.method])
-    ax.set_xticks(x)
-    ax.set_xticklabels([label for _, label in GROUP_BARS])
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("final accuracy / recall (%)")
-    ax.set_title(f"{groups[0].setting}: head / medium / tail (classes by labeled count)\n"
-                 f"(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_bars(fig, ax, x, [label for _, label in GROUP_BARS], "final accuracy / recall (%)", f"{groups[0].setting}: head / medium / tail "
+                 f"(classes by labeled count)\n(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", path)
 
 
 def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:
