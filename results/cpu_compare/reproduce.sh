@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ALGS=fixmatch,daso,abc,acr,semi
-RUNS=saved_models/compare
+RUNS=saved_models/cpu_compare
 for s in fmnist_lb1500_100_ulb3000_-100 fmnist_lb1500_100_ulb3000_100; do
   semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --save_dir $RUNS \
     --config config/cpu_compare/fmnist_cnn_tiny.yaml
