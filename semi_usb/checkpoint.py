@@ -6,6 +6,7 @@ moment leaves either the previous complete checkpoint or the new complete one.
 """
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from typing import Any
@@ -17,11 +18,21 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing or cannot be read."""
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_files(folder: str) -> list:
+    """The temporary checkpoint files (``.<name>.pth.<random>.tmp``) that
+    :func:`atomic_torch_save` leaves in ``folder`` when its process is killed mid-write;
+    never read, safe to remove once no writer is running."""
+    return glob.glob(os.path.join(folder, ".*.pth.*" + TEMP_SUFFIX))
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)

@@ -3,10 +3,10 @@
 Each (algorithm, seed) is one ``semilearn train`` process. Its configuration is ``--config``
 (a base file: network, budget, data) with the setting's keys parsed from its name when it is
 given, or else the protocol file ``<config_dir>/<method>/<method>_<setting>_<seed>.yaml``;
-the same overrides apply to every run. Finished runs (with ``summary.json``)
-are skipped and interrupted ones resume from their checkpoint; a run folder that holds
-another configuration (say, an earlier budget) is an error before anything runs. Runs go one after another,
-or ``--jobs N`` at a time (one GPU each when GPUs are visible).
+the same overrides apply to every run. Finished runs (with ``summary.json``) are skipped
+and interrupted ones resume from their checkpoint; a run folder that holds another
+configuration (say, an earlier budget) is an error before anything runs. Runs go one after
+another, or ``--jobs N`` at a time (one GPU each when GPUs are visible).
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def method_dir(algorithm: str) -> str:
 
 def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,
          save_dir: str, overrides: list) -> list:
-    """The ``semilearn train`` argument lists, one per (algorithm, seed)."""
+    """One run per (algorithm, seed): its name, folder, and the method, config file and
+    flags of its ``semilearn train`` command."""
     from .config import ConfigError
     from .datasets import NUM_CLASSES
 
@@ -64,8 +65,7 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
             # USB's protocol files name their own load_path: point it at this run's folder
             flags += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
                       f"--load_path={os.path.join(run, 'latest_model.pth')}"] + overrides
-            runs.append({"name": name, "argv": ["train", "--algorithm", alg, "--config", config] + flags, "dir": run,
-                         "algorithm": alg, "config": config, "flags": flags})
+            runs.append({"name": name, "dir": run, "algorithm": alg, "config": config, "flags": flags})
     return runs
 
 
@@ -88,7 +88,8 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     os.makedirs(log_dir, exist_ok=True)
     log = open(os.path.join(log_dir, run["name"] + ".log"), "a", encoding="utf-8")
-    return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + run["argv"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    argv = ["train", "--algorithm", run["algorithm"], "--config", run["config"]] + run["flags"]
+    return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:

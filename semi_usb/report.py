@@ -636,8 +636,8 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
     out.append("- Figures per setting: `per_class_acc_*` = final per-class accuracy "
                f"(element-wise median of the last {FINAL_WINDOW} evaluations), mean over seeds; "
                "`group_acc_*` = the final head / medium / tail recall, balanced accuracy and "
-               "G-mean, mean ± std over seeds; `confusion_*` = confusion matrix of `summary.json`'s final evaluation, "
-               "row-normalised (rows = true class), mean over seeds; `acc_curve_*` = top-1 per "
+               "G-mean, mean ± std over seeds; `confusion_*` = confusion matrix of "
+               "`summary.json`'s final evaluation, row-normalised (rows = true class), mean over seeds; `acc_curve_*` = top-1 per "
                "evaluation, mean over seeds with a min/max band.")
     out.append("")
 
@@ -698,8 +698,8 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
             out.extend(_published_note(g) for g in pubs)
             out.append("")
         safe = _safe_name(setting)
-        out.append(f"Figures: `per_class_acc_{safe}.png`, `group_acc_{safe}.png`, `confusion_{safe}.png`, "
-                   f"`acc_curve_{safe}.png`.")
+        out.append(f"Figures: `per_class_acc_{safe}.png`, `group_acc_{safe}.png`, "
+                   f"`confusion_{safe}.png`, `acc_curve_{safe}.png`.")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -831,7 +831,7 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
     """Grouped bars of the final head / medium / tail recall, balanced accuracy and G-mean,
     one bar per method: mean over seeds, error bar = sample std."""
     import numpy as np
-    fig = _new_figure(max(6.0, 1.2 * len(GROUP_BARS) * max(1, len(groups)) * 0.35 + 2), 4.5)
+    fig = _new_figure(max(6.0, 0.42 * len(GROUP_BARS) * max(1, len(groups)) + 2), 4.5)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(GROUP_BARS))
     bar_w = 0.8 / max(1, len(groups))
@@ -841,8 +841,9 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
         err = [100 * (a.std or 0.0) for a in aggs]
         ax.bar(x - 0.4 + bar_w * (i + 0.5), mean, bar_w, yerr=err, capsize=2,
                label=f"{g.method} (n={len(g.runs)})", color=colors[g.method])
-    _finish_bars(fig, ax, x, [label for _, label in GROUP_BARS], "final accuracy / recall (%)", f"{groups[0].setting}: head / medium / tail "
-                 f"(classes by labeled count)\n(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", path)
+    _finish_bars(fig, ax, x, [label for _, label in GROUP_BARS], "final accuracy / recall (%)",
+                 f"{groups[0].setting}: head / medium / tail (classes by labeled count)\n"
+                 f"(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", path)
 
 
 def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import glob
 import json
 import logging.handlers
 import os
@@ -26,7 +25,7 @@ import torch
 import yaml
 
 from . import compat
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, temp_files
 from .config import ConfigError, method_name, setting_name, to_yaml_dict
 
 EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
@@ -323,7 +322,7 @@ def run_lock(path: str):
         except BlockingIOError:
             raise ConfigError(f"run {path} is in use by another process: wait for it to end, "
                               "or choose another save_name") from None
-        for stale in glob.glob(os.path.join(path, ".*.pth.*.tmp")):
+        for stale in temp_files(path):
             os.remove(stale)
         yield
 

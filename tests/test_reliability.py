@@ -7,7 +7,6 @@ exit codes, what really reaches stderr. docs/reliability.md summarises what is c
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ import torch
 import yaml
 
 from conftest import REPO
+from semi_usb.checkpoint import temp_files
 from semi_usb.cli import main
 
 QUICKSTART = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
@@ -263,13 +263,12 @@ def _kill_during_checkpoint_write(proc, run, why: str) -> list:
     """Poll for a new checkpoint temporary file; stop the trainer when one appears and, if
     the file is still there (the write is not finished), kill it. Returns the temp files."""
     deadline = time.monotonic() + 240
-    pattern = os.path.join(run, ".*.pth.*.tmp")
-    stale = set(glob.glob(pattern))  # left by an earlier kill
+    stale = set(temp_files(run))  # left by an earlier kill
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"trainer ended ({proc.returncode}) before a write could be interrupted {why}"
-        if set(glob.glob(pattern)) - stale:
+        if set(temp_files(run)) - stale:
             proc.send_signal(signal.SIGSTOP)
-            left = sorted(set(glob.glob(pattern)) - stale)
+            left = sorted(set(temp_files(run)) - stale)
             if left:  # frozen between creating the temp file and renaming it
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -321,8 +320,8 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, dig
 
         # 3: resumed, killed while it writes a checkpoint: the previous one stays loadable
         proc = start("--resume", "True")
-        temp_files = _kill_during_checkpoint_write(proc, run, why)
-        assert all(os.path.exists(t) for t in temp_files)
+        interrupted = _kill_during_checkpoint_write(proc, run, why)
+        assert all(os.path.exists(t) for t in interrupted)
         resumes.append(_checkpoint_files_load(run, why))
         assert resumes[-1] is not None and resumes[-1] >= resumes[0], why
     finally:
@@ -334,7 +333,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, dig
 
     # the last resume, with the stray temp file still there, completes the run (and removes it)
     assert main(["train", "--algorithm", "semi", "--resume", "True"] + flags(digits_yaml, save_dir, **run_flags)) == 0
-    assert not glob.glob(os.path.join(run, ".*.pth.*.tmp")), "stray temporary checkpoint left behind"
+    assert not temp_files(run), "stray temporary checkpoint left behind"
     log = open(os.path.join(run, "log.txt"), encoding="utf-8").read()
     found = [int(n) for n in re.findall(r"resumed from .*latest_model\.pth at iteration (\d+)", log)]
     assert found == resumes, f"restarts resumed from {found}, checkpoints were at {resumes} {why}"
