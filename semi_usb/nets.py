@@ -58,7 +58,14 @@ def cnn_small(num_classes: int, pretrained: bool = False, pretrained_path: str |
     return SmallCNN(num_classes, width=32, stages=3)
 
 
-NETS = {"cnn_tiny": cnn_tiny, "cnn_small": cnn_small}
+def cnn_mid(num_classes: int, pretrained: bool = False, pretrained_path: str | None = None, **kwargs) -> SmallCNN:
+    """6 conv layers, 16-64 channels, 64-d features: cnn_tiny plus a third, 4x-downsampled
+    stage, so about the same time a step on 28x28 images, a wider receptive field and faster
+    learning per iteration (the CPU comparison's Fashion-MNIST network)."""
+    return SmallCNN(num_classes, width=16, stages=3)
+
+
+NETS = {"cnn_tiny": cnn_tiny, "cnn_mid": cnn_mid, "cnn_small": cnn_small}
 
 
 def register(nets_module) -> None:

@@ -20,7 +20,11 @@ def test_plugin_registers_its_names():
     import semi_usb  # noqa: F401
 
     assert "acr" in IMB_ALGORITHMS and "semi" in IMB_ALGORITHMS
-    assert callable(semilearn.nets.cnn_tiny) and callable(semilearn.nets.cnn_small)
+    for name, features in [("cnn_tiny", 32), ("cnn_mid", 64), ("cnn_small", 128)]:
+        net = getattr(semilearn.nets, name)(num_classes=10)
+        out = net(torch.zeros(2, 3, 28, 28))
+        assert net.num_features == features and out["feat"].shape == (2, features)
+        assert out["logits"].shape == (2, 10)
 
 
 def _summary(tmp_path) -> dict:
