@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _table import emit  # noqa: E402  (this folder is first on sys.path)
 
 from semi_usb.memory_bank import ConfidenceDecayMemoryBank  # noqa: E402
 from semi_usb.plce import semantic_label  # noqa: E402
@@ -257,12 +258,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     header = (f"Memory bank micro-benchmark: d={args.dim}, N={args.n} candidates per push "
               f"(~70% masked in), median ms; torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads{gpu}.")
-    table = to_markdown(rows, header)
-    print(table)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "a") as fh:  # appended: benchmarks/performance.sh collects several tables
-            fh.write("\n### Memory bank operations\n\n" + table + "\n")
+    emit("\n### Memory bank operations\n\n" + to_markdown(rows, header), args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _table import emit  # noqa: E402  (this folder is first on sys.path)
 
 
 def rate(method: str, config: str, pipeline: str, steps: int, warmup: int, overrides: dict) -> float:
@@ -79,11 +80,7 @@ def main(argv=None) -> int:
     for pl, r in rates.items():
         lines.append(f"| {pl} | {r:.2f} | {ns.protocol_iters / r / 60:.1f} min |")
     lines += ["", f"- speed-up gpu/usb: **{rates['gpu'] / rates['usb']:.2f}x**", ""]
-    text = "\n".join(lines)
-    print(text)
-    if ns.out:
-        with open(ns.out, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+    emit("\n".join(lines), ns.out)
     return 0
 
 

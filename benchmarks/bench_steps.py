@@ -24,6 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _table import emit  # noqa: E402  (this folder is first on sys.path)
 
 METHODS = ("fixmatch", "acr", "semi")
 
@@ -138,11 +139,7 @@ def main(argv=None) -> int:
     lines += ["", f"- ratio semi/acr: **{med['semi'] / med['acr']:.3f}** (target <= 1.05)",
               f"- ratio semi/fixmatch: {med['semi'] / med['fixmatch']:.3f}; acr/fixmatch: {med['acr'] / med['fixmatch']:.3f}",
               f"- host-device synchronisations: {sync_note}", ""]
-    text = "\n".join(lines)
-    print(text)
-    if ns.out:
-        with open(ns.out, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+    emit("\n".join(lines), ns.out)
     return 0
 
 
