@@ -35,6 +35,11 @@ outputs):
     one on ties) and every metric at that evaluation.  USB selects its best
     model on the *test* set, so ``best`` is optimistic.  Without a history only
     ``summary.json``'s ``best.top1`` is known.
+late gain
+    Top-1 ``final`` minus the median top-1 of the :data:`FINAL_WINDOW`
+    evaluations before the final ones: how much a run still rose at the end of
+    its budget (about 0 once it has stopped rising).  Unknown with fewer than
+    ``2 * FINAL_WINDOW`` evaluations.
 balanced accuracy
     Mean per-class recall (the recorded ``balanced_acc`` when present).
 head / medium / tail
@@ -97,6 +102,7 @@ __all__ = [
     "geometric_mean_recall",
     "group_runs",
     "head_medium_tail_split",
+    "late_gain",
     "load_history",
     "load_run",
     "load_runs",
@@ -374,6 +380,7 @@ class RunMetrics:
     final_source: str  # "history" or "summary"
     confusion: Optional[List[List[float]]]  # row-normalised final confusion
     curve: List[Tuple[int, float]]  # (it, top1)
+    late_gain: Optional[float] = None  # top-1 final minus the previous window's median
 
 
 def _median(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -421,7 +428,17 @@ def compute_run_metrics(run: Run) -> RunMetrics:
         confusion = _row_normalise(cm)
     curve = [(int(r["it"]), float(r["top1"])) for r in run.history]
     return RunMetrics(final=final, best=best, best_it=best_it, final_per_class=final_pc,
-                      final_source=source, confusion=confusion, curve=curve)
+                      final_source=source, confusion=confusion, curve=curve,
+                      late_gain=late_gain(curve))
+
+
+def late_gain(curve: Sequence[Tuple[int, float]], window: int = FINAL_WINDOW) -> Optional[float]:
+    """Median top-1 of the last ``window`` evaluations minus that of the ``window`` before
+    them; None when the curve is shorter than ``2 * window``."""
+    if len(curve) < 2 * window:
+        return None
+    top1 = [t for _, t in curve]
+    return _median(top1[-window:]) - _median(top1[-2 * window:-window])
 
 
 # --------------------------------------------------------------------------
@@ -464,6 +481,7 @@ class GroupResult:
     metrics: List[RunMetrics]
     final: Dict[str, Aggregate] = field(default_factory=dict)
     best: Dict[str, Aggregate] = field(default_factory=dict)
+    late_gain: Aggregate = Aggregate(None, None, 0)
     published: Optional[PublishedEntry] = None
 
     @property
@@ -500,6 +518,7 @@ def summarize_groups(groups: Mapping[Tuple[str, str], List[Run]]) -> List[GroupR
         g = GroupResult(setting=setting, method=method, runs=list(runs), metrics=metrics)
         g.final = {k: aggregate(m.final[k] for m in metrics) for k in _METRIC_KEYS}
         g.best = {k: aggregate(m.best[k] for m in metrics) for k in _METRIC_KEYS}
+        g.late_gain = aggregate(m.late_gain for m in metrics)
         g.published = published_for_group(runs)
         results.append(g)
     return results
@@ -622,6 +641,10 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
                "median); a run without a history uses `summary.json`'s final evaluation.")
     out.append("- **best** = the evaluation with the highest top-1 in `eval_history.jsonl`, "
                "and the other metrics at that evaluation.")
+    out.append(f"- **late gain** = top-1 final minus the median top-1 of the {FINAL_WINDOW} "
+               f"evaluations before the last {FINAL_WINDOW}, in points: how much a method still "
+               f"rose at the end of its budget (about 0 once it has stopped rising; `—` with "
+               f"fewer than {2 * FINAL_WINDOW} evaluations).")
     out.append("- **balanced acc** = mean per-class recall.")
     out.append("- **head / medium / tail** = mean recall of the classes sorted by labeled "
                f"count (descending, ties by class index): head = first ceil({HEAD_FRACTION} C), "
@@ -669,15 +692,15 @@ def render_markdown(results: Sequence[GroupResult]) -> str:
                    "optimistic (selected on the test set):")
         out.append("")
         out.append("| method | seeds | top-1 final | top-1 best | published top-1 (not ours) "
-                   "| balanced acc | head | medium | tail | G-mean |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+                   "| balanced acc | head | medium | tail | G-mean | top-1 late gain |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for g in groups:
             pub = f"{g.published.value:.2f}" if g.published else ""
             cells = [g.method, _seeds_text(g), format_pm(g.final["top1"]),
                      format_pm(g.best["top1"]), pub,
                      format_pm(g.final["balanced_acc"]), format_pm(g.final["head_acc"]),
                      format_pm(g.final["medium_acc"]), format_pm(g.final["tail_acc"]),
-                     format_pm(g.final["gmean"])]
+                     format_pm(g.final["gmean"]), format_pm(g.late_gain)]
             out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
         out.append("")
         out.append("At the best-top-1 evaluation (optimistic: selected on the test set):")
@@ -717,7 +740,8 @@ def csv_columns() -> List[str]:
     for which in ("final", "best"):
         for key in _METRIC_KEYS:
             cols += [f"{key}_{which}_mean", f"{key}_{which}_std", f"{key}_{which}_n"]
-    return cols + ["published_top1", "published_source"]
+    return cols + ["top1_late_gain_mean", "top1_late_gain_std", "top1_late_gain_n",
+                   "published_top1", "published_source"]
 
 
 def _num(x: Optional[float], scale: float = 100.0) -> str:
@@ -742,6 +766,8 @@ def csv_rows(results: Sequence[GroupResult]) -> List[Dict[str, str]]:
                 row[f"{key}_{which}_mean"] = _num(a.mean)
                 row[f"{key}_{which}_std"] = _num(a.std)
                 row[f"{key}_{which}_n"] = str(a.n)
+        row["top1_late_gain_mean"], row["top1_late_gain_std"] = _num(g.late_gain.mean), _num(g.late_gain.std)
+        row["top1_late_gain_n"] = str(g.late_gain.n)
         if g.published:
             row["published_top1"] = f"{g.published.value:.2f}"
             row["published_source"] = g.published.source

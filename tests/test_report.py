@@ -19,7 +19,7 @@ import pytest
 
 from semi_usb.published import PUBLISHED, USB_TABLE_COLUMNS, lookup, make_setting
 from semi_usb.report import (ReportError, aggregate, format_pm, geometric_mean_recall,
-                             head_medium_tail_split, load_run, main)
+                             head_medium_tail_split, late_gain, load_run, main)
 
 C = 10
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -130,7 +130,7 @@ def test_main_table_numbers(report):
     rows = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
     assert list(rows) == ["fixmatch", "fixmatch+semi"]  # fixed method order
     fm, semi = rows["fixmatch"], rows["fixmatch+semi"]
-    # columns: method, seeds, top1 final, top1 best, published, bal, head, med, tail, gmean
+    # columns: method, seeds, top1 final, top1 best, published, bal, head, med, tail, gmean, late gain
     assert fm[1] == "0, 1 (n=2)"
     assert fm[2] == "67.50 ± 3.54"          # median of last 5: .65 and .70
     assert fm[3] == "82.50 ± 3.54"          # best: .80 and .85
@@ -149,6 +149,7 @@ def test_main_table_numbers(report):
     assert fm[9] == _pair(gm * 0.95, gm * 0.90)
     # SeMi base has a zero-recall class -> G-mean exactly 0
     assert semi[9] == "0.00 ± 0.00"
+    assert fm[10] == semi[10] == "—"  # 7 evaluations: too few for a late gain
     sb = BASE["fixmatch+semi"]
     assert semi[6] == _pair((sb[1] + sb[2] + sb[3]) / 3 * 0.9, (sb[1] + sb[2] + sb[3]) / 3 * 0.9)
 
@@ -263,6 +264,34 @@ def test_split_gmean_aggregate():
     assert format_pm(aggregate([0.5])) == "50.00 ± 0.00 (n=1)"
     assert format_pm(aggregate([0.5, 0.7, None])) == "60.00 ± 14.14"
     assert format_pm(aggregate([])) == "—"
+
+
+def test_late_gain():
+    curve = list(enumerate([0.1, 0.2, 0.3, 0.60, 0.62, 0.58, 0.61, 0.70,   # previous window: .61
+                            0.69, 0.71, 0.66, 0.72, 0.68]))                # last 5: median .69
+    assert late_gain(curve) == pytest.approx(0.08)
+    assert late_gain(curve[:9]) is None                                    # fewer than 2 x 5
+    assert late_gain([(i, 0.5) for i in range(10)]) == 0.0                 # flat
+
+
+def test_late_gain_column(tmp_path):
+    top1 = {0: [0.3, 0.4, 0.5, 0.5, 0.6, 0.6, 0.7, 0.7, 0.7, 0.8],   # windows .5 -> .7
+            1: [0.3, 0.4, 0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.6, 0.6]}   # windows .5 -> .6
+    dirs = []
+    for seed, curve in top1.items():
+        d = tmp_path / f"run{seed}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(_summary("fixmatch", seed)))
+        (d / "eval_history.jsonl").write_text("".join(
+            json.dumps({"it": 100 * (k + 1), "top1": t, "per_class_acc": [t] * C}) + "\n"
+            for k, t in enumerate(curve)))
+        dirs.append(str(d))
+    assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert _table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch"][10] == _pair(0.2, 0.1)
+    with (tmp_path / "out" / "results.csv").open(newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert float(row["top1_late_gain_mean"]) == pytest.approx(15.0) and row["top1_late_gain_n"] == "2"
 
 
 # --------------------------------------------------------------------------
