@@ -10,7 +10,7 @@ ALGS=fixmatch,daso,abc,acr,semi
 RUNS=saved_models/cpu_compare
 for s in fmnist_lb1500_100_ulb3000_-100 fmnist_lb1500_100_ulb3000_100; do
   semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --save_dir $RUNS \
-    --config config/cpu_compare/fmnist_cnn_mid.yaml
+    --config config/cpu_compare/fmnist_cnn_tiny.yaml
 done
 for s in cifar10_lb1500_100_ulb3000_-100 cifar10_lb1500_100_ulb3000_100; do
   semilearn compare --algorithms $ALGS --seeds 0,1,2 --jobs 2 --setting $s --save_dir $RUNS \
