@@ -108,6 +108,9 @@ def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print
     while pending or active:
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
+            if os.path.isfile(os.path.join(run["dir"], "summary.json")):  # finished by another process meanwhile
+                echo(f"skip {run['name']} (finished meanwhile)")
+                continue
             free = [g for g in gpus if g not in {a[1] for a in active.values()}]
             gpu = free[0] if free else None
             state = "resume" if os.path.isfile(os.path.join(run["dir"], "latest_model.pth")) else "start"

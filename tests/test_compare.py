@@ -9,6 +9,7 @@ import os
 
 from conftest import REPO
 from semi_usb.cli import main
+from semi_usb.compare import run_all
 
 SETTING = "digits_lb40_10_ulb90_10"  # the quick start's long-tailed digits split
 ALGORITHMS = ("fixmatch", "semi")
@@ -65,3 +66,21 @@ def test_compare_then_report(tmp_path, capsys):
     assert err[0].startswith(f"semilearn compare: error: run {save / names[0]} was started with num_train_iter=6 (now 12)")
     assert {k: v for k, v in _files(save).items() if "/logs/" not in k} == {
         k: v for k, v in before.items() if "/logs/" not in k}
+
+
+def test_run_finished_meanwhile_is_skipped(tmp_path):
+    """A run that another process finishes while compare works through its list (a second
+    compare, a hand-started run) is skipped when its turn comes, not launched into a
+    finished folder (which fails)."""
+    a, b = ({"name": n, "dir": str(tmp_path / n), "algorithm": "fixmatch",
+             "config": str(tmp_path / "no_such.yaml"), "flags": []} for n in ("a", "b"))
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        if line == "start a":  # b finishes elsewhere while a runs
+            os.makedirs(b["dir"])
+            open(os.path.join(b["dir"], "summary.json"), "w").close()
+
+    assert run_all([a, b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1  # a fails: no config
+    assert lines[0] == "start a" and lines[1].startswith("FAILED a") and lines[2:] == ["skip b (finished meanwhile)"]
