@@ -1,15 +1,16 @@
-"""Crash-safe checkpoint files.
+"""Crash-safe checkpoint (and summary) files.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk and then
+A checkpoint or a run's ``summary.json`` is written to a temporary file in the same folder, flushed to disk and then
 renamed over the target (``os.replace`` is atomic on POSIX), so a process killed at any
 moment leaves either the previous complete checkpoint or the new complete one.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -22,20 +23,21 @@ TEMP_SUFFIX = ".tmp"
 
 
 def temp_files(folder: str) -> list:
-    """The temporary checkpoint files (``.<name>.pth.<random>.tmp``) that
-    :func:`atomic_torch_save` leaves in ``folder`` when its process is killed mid-write;
-    never read, safe to remove once no writer is running."""
-    return glob.glob(os.path.join(folder, ".*.pth.*" + TEMP_SUFFIX))
+    """The temporary files (``.<name>.<random>.tmp``) that :func:`atomic_write` leaves in
+    ``folder`` when its process is killed mid-write; never read, safe to remove once no
+    writer is running."""
+    return glob.glob(os.path.join(folder, ".*" + TEMP_SUFFIX))
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``:
+    a reader sees the old complete file or the new complete one, never a partial one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +45,17 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_json_dump(obj: Any, path: str) -> None:
+    """``json.dump(obj, path)`` that never leaves a partial file at ``path`` (a partial
+    ``summary.json`` would mark a run finished that has no result)."""
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
 
 def load_checkpoint(path: str) -> dict:

@@ -91,7 +91,7 @@ def _train(ns, extra: list) -> int:
 
 
 def _eval(ns) -> int:
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, atomic_json_dump
     from .config import build_args
     from .runner import evaluate_checkpoint
 
@@ -104,8 +104,7 @@ def _eval(ns) -> int:
     summary = evaluate_checkpoint(args, ns.checkpoint)
     out = ns.out or os.path.join(os.path.dirname(ns.checkpoint),
                                  "eval_" + os.path.splitext(os.path.basename(ns.checkpoint))[0] + ".json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    atomic_json_dump(summary, out)
     print(json.dumps(summary))
     return 0
 

@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import socket
+import sys
 import time
 import warnings
 
@@ -25,7 +26,7 @@ import torch
 import yaml
 
 from . import compat
-from .checkpoint import CheckpointError, load_checkpoint, temp_files
+from .checkpoint import CheckpointError, atomic_json_dump, load_checkpoint, temp_files
 from .config import ConfigError, method_name, setting_name, to_yaml_dict
 
 EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
@@ -119,6 +120,19 @@ def prepare_run_dir(args) -> str:
     return path
 
 
+def finished_summary(path: str) -> dict | None:
+    """The summary of a finished run (its ``summary.json``), or None if it has none yet."""
+    summary = os.path.join(path, "summary.json")
+    if not os.path.isfile(summary):
+        return None
+    try:
+        with open(summary, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"run {path} has an unreadable summary.json ({type(exc).__name__}: {exc}): "
+                          "move it away to evaluate the run's checkpoint again") from None
+
+
 def write_run_files(args) -> None:
     path = run_dir(args)
     with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
@@ -149,8 +163,17 @@ def _free_port() -> int:
 
 
 def train(args) -> dict | None:
-    """Train as configured; returns the summary (rank 0) or None (other ranks)."""
+    """Train as configured; returns the summary (rank 0) or None (other ranks).
+
+    Resuming a finished run (it has ``summary.json``) returns its summary and touches
+    nothing: USB would evaluate the last checkpoint again and rewrite the summary."""
     compat.apply()
+    path = run_dir(args)
+    done = finished_summary(path) if args.resume else None
+    if done is not None:
+        check_same_experiment(args, path)
+        print(f"run {path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)
+        return done
     prepare_run_dir(args)
     ngpus = torch.cuda.device_count()
     if args.multiprocessing_distributed and ngpus > 0:
@@ -159,8 +182,7 @@ def train(args) -> dict | None:
         if args.dist_url.endswith(":11111"):
             args.dist_url = f"tcp://127.0.0.1:{_free_port()}"
         torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args))
-        with open(os.path.join(run_dir(args), "summary.json"), encoding="utf-8") as f:
-            return json.load(f)
+        return finished_summary(path)
     args.multiprocessing_distributed = False
     args.distributed = args.world_size > 1
     return _worker(args.gpu if ngpus else None, max(ngpus, 1), args)
@@ -290,13 +312,12 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     elif args.resume:  # killed before its first checkpoint: starts over, so does the history
         _trim_history(path, 0)
 
-    t0 = time.time()
+    t0, start_it = time.time(), int(alg.it)
     alg.train()
     if not main:
         return None
-    summary = make_summary(args, alg, wall_time_s=time.time() - t0)
-    with open(os.path.join(path, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    summary = make_summary(args, alg, wall_time_s=time.time() - t0, start_it=start_it)
+    atomic_json_dump(summary, os.path.join(path, "summary.json"))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
                 f"balanced {100 * final['balanced_acc']:.2f}%; summary: {os.path.join(path, 'summary.json')}")
@@ -385,8 +406,11 @@ def _class_counts(dataset, num_classes: int) -> list:
     return np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=num_classes).tolist()
 
 
-def make_summary(args, alg, wall_time_s: float | None = None) -> dict:
-    """Machine-readable result of the EMA model on the test set (the USB eval split)."""
+def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0) -> dict:
+    """Machine-readable result of the EMA model on the test set (the USB eval split).
+
+    ``wall_time_s`` is the time of the process that finished the run, from iteration
+    ``start_it`` (``resumed_from_it``; 0 unless it was resumed)."""
     result = getattr(alg, "last_eval", None)
     if result is None:
         alg.evaluate("eval")
@@ -411,7 +435,7 @@ def make_summary(args, alg, wall_time_s: float | None = None) -> dict:
         "lb_class_counts": _class_counts(ds.get("train_lb"), args.num_classes),
         "ulb_class_counts": _class_counts(ds.get("train_ulb"), args.num_classes),
         "hardware": hardware(), "versions": versions(),
-        "wall_time_s": wall_time_s, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "wall_time_s": wall_time_s, "resumed_from_it": start_it, "date": _dt.datetime.now().isoformat(timespec="seconds"),
     }
 
 

@@ -372,6 +372,8 @@ def test_each_run_saves_config_and_versions_beside_its_checkpoints(finished_run)
         info = json.load(f)
     assert info["versions"]["torch"] == torch.__version__ and "semilearn" in info["versions"]
     assert info["hardware"]["device"] == "cpu" or torch.cuda.is_available()
+    with open(os.path.join(finished_run, "summary.json")) as f:
+        assert json.load(f)["resumed_from_it"] == 0
 
 
 @pytest.mark.parametrize("finished", [True, False], ids=["finished", "unfinished"])
@@ -457,10 +459,53 @@ def test_resume_of_a_run_killed_after_its_last_checkpoint_finishes_it(finished_r
     assert main(["train", "--algorithm", "semi", "--resume", "True"]
                 + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI)) == 0
     with open(os.path.join(run, "summary.json")) as f:
-        assert json.load(f)["iterations_done"] == 4
+        summary = json.load(f)
+    # its wall_time_s counts this process only: the summary says from where
+    assert (summary["iterations_done"], summary["resumed_from_it"]) == (4, 4)
     again = load(os.path.join(run, "latest_model.pth"))
     assert again["it"] == 4 and again["semi_usb_loop"]["epoch_step"] == ckpt["semi_usb_loop"]["epoch_step"]
     assert not differences(again["model"], ckpt["model"])
+
+
+@pytest.mark.parametrize("checkpoints", [True, False], ids=["with-checkpoints", "checkpoints-deleted"])
+def test_resume_of_a_finished_run_keeps_it_as_it_is(finished_run, digits_yaml, tmp_path, capsys, checkpoints):
+    """USB resumes a finished run by evaluating its last checkpoint again and rewriting its
+    summary (wall time ~0 s); without its checkpoints it would train from scratch into the
+    finished folder. Here both say "nothing to resume", return the run's own summary and
+    leave every file as it was."""
+    run = copy_run(finished_run, tmp_path)
+    if not checkpoints:
+        for name in ("latest_model.pth", "model_best.pth"):
+            os.remove(os.path.join(run, name))
+    with open(os.path.join(run, "summary.json")) as f:
+        summary = json.load(f)
+    before = tree(tmp_path)
+    code = main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI))
+    out, err = capsys.readouterr()
+    assert code == 0 and err.strip() == f"run {run} is finished: nothing to resume (its summary.json is kept)"
+    assert f"{100 * summary['final']['top1']:.2f}%" in out
+    assert tree(tmp_path) == before
+    # ... with another configuration it is refused, as an unfinished run is
+    code = main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=8, epoch=1, num_eval_iter=2, **SEMI))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"semilearn train: error: run {run} was started with num_train_iter=4 (now 8): "
+                                 "continue it with its own configuration (its config.yaml), or start a new run from "
+                                 "its checkpoint (another --save_name, --load_path to the checkpoint)"]
+    assert tree(tmp_path) == before
+
+
+def test_an_unreadable_summary_is_one_line_and_kept(finished_run, digits_yaml, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    truncate(os.path.join(run, "summary.json"))
+    before = tree(tmp_path)
+    code = main(["train", "--algorithm", "semi", "--resume", "True"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"semilearn train: error: run {run} has an unreadable "
+                                                             "summary.json (JSONDecodeError"), err
+    assert tree(tmp_path) == before
 
 
 def test_a_run_in_use_by_another_process_is_refused_and_touches_nothing(finished_run, digits_yaml, tmp_path, capsys):
