@@ -2,8 +2,8 @@
 # Reproduces results/cpu_compare/: the five methods, seeds 0-2, on Fashion-MNIST-LT and
 # (short) CIFAR-10-LT, consistent and reversed (N1=1500, M1=3000, gamma 100), on a CPU.
 # Needs the data prepared as the two configs' headers say. Finished runs are skipped,
-# interrupted ones resume. On a 2-core CPU: about 2 h 30 min for Fashion-MNIST (30 runs of
-# 5,000 iterations on cnn_mid, 550-630 s each, two at a time) and 11 min for CIFAR-10 (30 runs
+# interrupted ones resume. On a 2-core CPU: about 2 h 45 min for Fashion-MNIST (30 runs of
+# 5,000 iterations on cnn_mid, 550-660 s each, two at a time) and 11 min for CIFAR-10 (30 runs
 # of 300).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
