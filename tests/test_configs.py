@@ -2,7 +2,8 @@
 
 The tree is produced by config/generate.py; these tests check that it is up to date, that every
 file is a well-formed USB config naming registered algorithms and known arguments, that it covers
-every setting of the protocol (docs/PROTOCOL.md) for every method and seed, and spot-check values.
+every setting of the protocol (docs/PROTOCOL.md) for every method and seed, and spot-check values;
+and that the hand-written files (config/cpu_compare, config/quickstart) build for every method.
 semilearn is imported once, by the module-scoped ``registries`` fixture.
 """
 
@@ -385,3 +386,23 @@ def test_matches_usb_file_up_to_documented_changes():
                 .replace("dist_url: tcp://127.0.0.1:10185\n", ""))
     ours = TREE / "fixmatch_daso" / "fixmatch_daso_cifar10_lb1500_100_ulb3000_-100_0.yaml"
     assert ours.read_text() == expected
+
+
+# ------------------------------------------------------------------ hand-written configs
+HAND_WRITTEN = sorted((ROOT / "config").glob("cpu_compare/*.yaml")) + sorted((ROOT / "config").glob("quickstart/*.yaml"))
+
+
+@pytest.mark.parametrize("path", HAND_WRITTEN, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_hand_written_configs_build_for_every_compared_method(registries, path):
+    """The comparison and quick-start files are not generated: each must build (known keys,
+    right types, valid values) for every method `compare` runs on it, and the only notes
+    are the other methods' keys it ignores."""
+    from semi_usb.config import build_args
+
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    for method in ["fixmatch", "daso", "abc", "acr", "semi"]:
+        notes = []
+        args = build_args(method, str(path), {}, warn=notes.append)
+        assert (args.num_train_iter, args.net, args.dataset) == (raw["num_train_iter"], raw["net"], raw["dataset"])
+        assert all(n.startswith("note: ignored keys of other methods") for n in notes), (method, notes)
