@@ -6,15 +6,18 @@ given, or else the protocol file ``<config_dir>/<method>/<method>_<setting>_<see
 the same overrides apply to every run. Finished runs (with ``summary.json``) are skipped
 and interrupted ones resume from their checkpoint; a run folder that holds another
 configuration (say, an earlier budget) is an error before anything runs. Runs go one after
-another, or ``--jobs N`` at a time (one GPU each when GPUs are visible).
+another, or ``--jobs N`` at a time (one GPU each when GPUs are visible). Stopping compare
+(Ctrl-C, SIGTERM) stops its runs; the same command resumes them.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
@@ -93,7 +96,8 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
 
 
 def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:
-    """Run what is not finished; returns the number of failed runs."""
+    """Run what is not finished; returns the number of failed runs. Stopped (Ctrl-C,
+    SIGTERM), it stops the runs it started, which the same command then resumes."""
     pending = [r for r in runs if not os.path.isfile(os.path.join(r["dir"], "summary.json"))]
     for r in runs:
         if r not in pending:
@@ -104,7 +108,19 @@ def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print
         gpus = list(range(torch.cuda.device_count()))
     except ImportError:  # pragma: no cover
         gpus = []
-    active, failed = {}, 0
+    active = {}
+    on_term = _exit_on_sigterm()
+    try:
+        failed = _run_pending(pending, active, jobs, gpus, log_dir, echo)
+    finally:  # Ctrl-C, SIGTERM or an error: stop the runs too, none trains on unwatched
+        _stop(active, echo)
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+    return failed
+
+
+def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: str, echo) -> int:
+    failed = 0
     while pending or active:
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
@@ -125,6 +141,32 @@ def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print
                 echo(f"{'done' if ok else 'FAILED'} {name} ({time.time() - t0:.0f} s)"
                      + ("" if ok else f": see {os.path.join(log_dir, name + '.log')}"))
     return failed
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM end compare like Ctrl-C does (through ``finally``); returns the previous
+    handler, or None where none can be set (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _stop(active: dict, echo, grace_s: float = 30.0) -> None:
+    """Terminate the runs still going (their last checkpoint is complete: they resume)."""
+    for proc, _, _ in active.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for name, (proc, _, _) in active.items():
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        echo(f"stopped {name}: the same command resumes it")
 
 
 def add_parser(sub) -> None:

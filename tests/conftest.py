@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tarfile
 
 import pytest
@@ -9,6 +10,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("SEMI_USB_OFFLINE", "1")  # never try a download in tests
 os.environ.setdefault("SEMI_USB_SPLIT_CACHE", os.path.join(REPO, ".pytest_cache", "split_index"))
+
+
+def cli(*args) -> list:
+    """The argv of ``semilearn ARGS...`` as a separate process."""
+    return [sys.executable, "-m", "semi_usb.cli", *args]
 
 
 def cifar_tar() -> str | None:

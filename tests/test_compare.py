@@ -4,10 +4,15 @@ and the four kinds of figure; finished runs are skipped, and a run folder that h
 another configuration is refused before anything runs."""
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
+import signal
+import subprocess
+import time
 
-from conftest import REPO
+from conftest import REPO, cli
 from semi_usb.cli import main
 from semi_usb.compare import run_all
 
@@ -84,3 +89,36 @@ def test_run_finished_meanwhile_is_skipped(tmp_path):
 
     assert run_all([a, b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1  # a fails: no config
     assert lines[0] == "start a" and lines[1].startswith("FAILED a") and lines[2:] == ["skip b (finished meanwhile)"]
+
+
+def test_sigterm_stops_compare_and_the_runs_it_started(tmp_path):
+    """A compare that is stopped stops its runs: before, its `semilearn train` children went
+    on training unwatched (and holding their folders' locks, so that the same compare
+    started again found them "in use" and counted them as failed)."""
+    save = tmp_path / "runs"
+    proc = subprocess.Popen(cli(*_compare(save, "--num_train_iter", "3000")), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while len(glob.glob(str(save / "*" / "latest_model.pth"))) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)  # both runs of the first pair are training
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    lines = out.splitlines()
+    names = [f"fixmatch_{SETTING}_{s}" for s in SEEDS]
+    assert [f"start {n}" for n in names] == lines[:2] and lines[-2:] == [
+        f"stopped {n}: the same command resumes it" for n in names], out
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(save))]
+    assert not left, "a run is still training after compare stopped"
+    for name in names:  # nobody holds the runs: a new compare (or train --resume) can take them
+        with open(save / name / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert not os.path.isfile(save / name / "summary.json")
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:  # ended meanwhile
+        return False

@@ -15,14 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, cli
 from semi_usb.checkpoint import temp_files
 from semi_usb.cli import main
 
@@ -64,10 +63,6 @@ def flags(config: str, save_dir, **extra) -> list:
     for k, v in values.items():
         out += [f"--{k}", str(v)]
     return out
-
-
-def cli(*args) -> list:
-    return [sys.executable, "-m", "semi_usb.cli", *args]
 
 
 def load(path) -> dict:
