@@ -9,11 +9,13 @@ rebuilds the epoch's batch order (USB's samplers are seeded by the epoch), skips
 batches already used without loading them, and restores the RNG states. With
 ``num_workers: 0`` an interrupted-and-resumed run on CPU equals an uninterrupted one
 bitwise; with workers the order of the data is the same but the workers' augmentation
-RNG streams restart.
+RNG streams restart. A checkpoint also records the training time so far, so that a run's
+``wall_time_s`` sums the processes that trained it.
 """
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import torch
@@ -43,9 +45,18 @@ def set_rng_state(state: dict) -> None:
 
 
 def loop_state(algorithm) -> dict:
-    """What a checkpoint needs to continue the loop exactly (see :func:`train`)."""
+    """What a checkpoint needs to continue the loop exactly (see :func:`train`), and the
+    training time so far (bookkeeping, not state: it differs between two equal runs)."""
     return {"it": algorithm.semi_usb_done, "epoch": algorithm.epoch, "epoch_step": algorithm.semi_usb_epoch_step,
-            "rng": rng_state()}
+            "rng": rng_state(), "train_time_s": train_time_s(algorithm)}
+
+
+def train_time_s(algorithm) -> float | None:
+    """Seconds spent in :func:`train` by this run, earlier processes included (from their
+    checkpoints; steps after a process's last checkpoint were redone and count once);
+    None for an algorithm with its own loop (CReST, ...)."""
+    start = getattr(algorithm, "semi_usb_clock", None)
+    return None if start is None else time.time() - start
 
 
 def _skip(loader_iter, n: int) -> None:
@@ -63,6 +74,7 @@ def train(self) -> None:
     self.call_hook("before_run")
     resume = getattr(self, "semi_usb_resume", None)
     self.semi_usb_resume = None
+    self.semi_usb_clock = time.time() - ((resume or {}).get("train_time_s") or 0.0)
     start_epoch, skip = (resume["epoch"], resume["epoch_step"]) if resume else (self.start_epoch, 0)
     per_epoch = self.num_iter_per_epoch
     if skip >= per_epoch:

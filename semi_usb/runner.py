@@ -28,6 +28,7 @@ import yaml
 from . import compat
 from .checkpoint import CheckpointError, atomic_json_dump, load_checkpoint, temp_files
 from .config import ConfigError, method_name, setting_name, to_yaml_dict
+from .resume import train_time_s
 
 EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
 
@@ -316,7 +317,8 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     alg.train()
     if not main:
         return None
-    summary = make_summary(args, alg, wall_time_s=time.time() - t0, start_it=start_it)
+    wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
+    summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
     atomic_json_dump(summary, os.path.join(path, "summary.json"))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
@@ -409,8 +411,9 @@ def _class_counts(dataset, num_classes: int) -> list:
 def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0) -> dict:
     """Machine-readable result of the EMA model on the test set (the USB eval split).
 
-    ``wall_time_s`` is the time of the process that finished the run, from iteration
-    ``start_it`` (``resumed_from_it``; 0 unless it was resumed)."""
+    ``wall_time_s`` is the run's training time, summed over the processes that trained it
+    (:func:`semi_usb.resume.train_time_s`); ``resumed_from_it`` is where the last of them
+    started (0 if the run went in one go)."""
     result = getattr(alg, "last_eval", None)
     if result is None:
         alg.evaluate("eval")
