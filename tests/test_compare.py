@@ -97,13 +97,13 @@ def test_sigterm_stops_compare_and_the_runs_it_started(tmp_path):
     started again found them "in use" and counted them as failed)."""
     save = tmp_path / "runs"
     proc = subprocess.Popen(cli(*_compare(save, "--num_train_iter", "3000")), cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 180
     while len(glob.glob(str(save / "*" / "latest_model.pth"))) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.5)  # both runs of the first pair are training
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, out
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
     lines = out.splitlines()
     names = [f"fixmatch_{SETTING}_{s}" for s in SEEDS]
     assert [f"start {n}" for n in names] == lines[:2] and lines[-2:] == [
