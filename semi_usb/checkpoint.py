@@ -1,8 +1,8 @@
 """Crash-safe checkpoint (and summary) files.
 
-A checkpoint or a run's ``summary.json`` is written to a temporary file in the same folder, flushed to disk and then
-renamed over the target (``os.replace`` is atomic on POSIX), so a process killed at any
-moment leaves either the previous complete checkpoint or the new complete one.
+A checkpoint or a run's ``summary.json`` is written to a temporary file in the same folder,
+flushed to disk and then renamed over the target (``os.replace`` is atomic on POSIX), so a
+process killed at any moment leaves either the previous complete file or the new one.
 """
 from __future__ import annotations
 

@@ -95,10 +95,15 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
+def _finished(run: dict) -> bool:
+    """A run is finished once it has its summary (written atomically, at the very end)."""
+    return os.path.isfile(os.path.join(run["dir"], "summary.json"))
+
+
 def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:
     """Run what is not finished; returns the number of failed runs. Stopped (Ctrl-C,
     SIGTERM), it stops the runs it started, which the same command then resumes."""
-    pending = [r for r in runs if not os.path.isfile(os.path.join(r["dir"], "summary.json"))]
+    pending = [r for r in runs if not _finished(r)]
     for r in runs:
         if r not in pending:
             echo(f"skip {r['name']} (finished)")
@@ -124,7 +129,7 @@ def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: st
     while pending or active:
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
-            if os.path.isfile(os.path.join(run["dir"], "summary.json")):  # finished by another process meanwhile
+            if _finished(run):  # by another process meanwhile
                 echo(f"skip {run['name']} (finished meanwhile)")
                 continue
             free = [g for g in gpus if g not in {a[1] for a in active.values()}]
