@@ -193,6 +193,36 @@ def _split_cache_dir() -> str:
     )
 
 
+def _with_daso_state(get_save_dict):
+    # Wraps DASO.get_save_dict (semilearn/imb_algorithms/daso/daso.py), which leaves out the
+    # feature queue (its `save_dict['queue_bank']` line is commented out) and `probs_sim`,
+    # the previous step's prototype label that DASOPseudoLabelingHook.gen_ulb_targets reads.
+    # Without them a run resumed after pre-training fails on the missing attribute, and its
+    # prototypes would restart from an empty queue.
+    def wrapped(self):
+        save_dict = get_save_dict(self)
+        save_dict["semi_usb_daso"] = {"queue": {int(c): f.clone() for c, f in self.queue.bank.items()},
+                                      "probs_sim": getattr(self, "probs_sim", None)}
+        return save_dict
+
+    return wrapped
+
+
+def _with_daso_restore(load_model):
+    # Wraps DASO.load_model: restore what _with_daso_state saved (older checkpoints lack it).
+    def wrapped(self, load_path):
+        checkpoint = load_model(self, load_path)
+        state = checkpoint.get("semi_usb_daso")
+        if state is not None:
+            self.queue.bank.clear()
+            self.queue.bank.update(state["queue"])
+            if state["probs_sim"] is not None:
+                self.probs_sim = state["probs_sim"].to(model_device(self))
+        return checkpoint
+
+    return wrapped
+
+
 def apply() -> None:
     """Install the runtime patches (idempotent). Called by the trainer, not on import."""
     import_semilearn()
@@ -211,6 +241,11 @@ def apply() -> None:
     base.train = resumable_train
     base.get_save_dict = _with_loop_state(base.get_save_dict)
     base.load_model = _with_resume_state(base.load_model)
+
+    from semilearn.imb_algorithms.daso.daso import DASO
+
+    DASO.get_save_dict = _with_daso_state(DASO.get_save_dict)
+    DASO.load_model = _with_daso_restore(DASO.load_model)
 
     for stage in ("before_run", "before_train_step", "after_train_step"):
         setattr(timer.TimerHook, stage, getattr(_WallClockTimerHook, stage))

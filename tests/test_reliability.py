@@ -183,6 +183,26 @@ def test_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml, snap
         assert_same_final_state(ref, load(save_dir / "run" / "latest_model.pth"))
 
 
+@pytest.mark.parametrize("method,extra", [
+    ("daso", {"daso_num_pretrain_iter": 2, "p_cutoff": 0.12}),  # its feature queue and one-step-late label
+    ("abc", {"p_cutoff": 0.12}),                                 # its Bernoulli masks (RNG)
+])
+def test_resume_of_a_compared_baseline_is_bitwise(tmp_path, digits_yaml, snapshots, method, extra):
+    """What ``compare`` resumes besides SeMi and ACR: resuming from iteration 4 (after
+    DASO's pre-training, mid-epoch) ends with exactly the uninterrupted run's checkpoint."""
+    run_flags = dict(extra, num_train_iter=12, epoch=2, num_eval_iter=4)
+    assert main(["train", "--algorithm", method] + flags(digits_yaml, tmp_path / "ref", **run_flags)) == 0
+    ref = load(tmp_path / "ref" / "run" / "latest_model.pth")
+    if method == "daso":  # the queue holds labeled features of every class seen
+        assert ref["semi_usb_daso"]["queue"] and all(len(f) for f in ref["semi_usb_daso"]["queue"].values())
+    save_dir = tmp_path / "resumed"
+    (save_dir / "run").mkdir(parents=True)
+    shutil.copy2(snapshots[4], save_dir / "run" / "latest_model.pth")
+    assert main(["train", "--algorithm", method, "--resume", "True"] + flags(digits_yaml, save_dir, **run_flags)) == 0
+    assert "at iteration 4" in (save_dir / "run" / "log.txt").read_text()
+    assert_same_final_state(ref, load(save_dir / "run" / "latest_model.pth"))
+
+
 def assert_round_trip(ckpt_path: str, config: str, again_path, method: str) -> None:
     """Save -> load -> equal: a freshly built algorithm loaded from the checkpoint holds
     exactly the saved tensors; written again (atomically) and read back, still the same."""
