@@ -97,6 +97,16 @@ def assert_same_final_state(ref: dict, out: dict) -> None:
     assert not diff, "resumed run differs from the uninterrupted one:\n" + "\n".join(diff[:20])
 
 
+def resume_a_copy(checkpoint, save_dir, method: str, config: str, run_flags: dict):
+    """Copy ``checkpoint`` into a new run folder under ``save_dir`` and finish that run with
+    ``--resume True``; returns the run folder."""
+    run = save_dir / "run"
+    run.mkdir(parents=True)
+    shutil.copy2(checkpoint, run / "latest_model.pth")
+    assert main(["train", "--algorithm", method, "--resume", "True"] + flags(config, save_dir, **run_flags)) == 0
+    return run
+
+
 def tree(root) -> dict:
     """path -> (size, mtime_ns, sha256) of every file under ``root`` (and every folder)."""
     out = {}
@@ -174,13 +184,10 @@ def test_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml, snap
         assert differences(mid["model"], ref["model"])  # the resumed run has work left to do
         assert_round_trip(snapshots[it], str(ref_run / "config.yaml"), tmp_path / f"again_{it}.pth", method)
 
-        save_dir = tmp_path / f"resumed_from_{it}"
-        (save_dir / "run").mkdir(parents=True)
-        shutil.copy2(snapshots[it], save_dir / "run" / "latest_model.pth")
-        assert main(["train", "--algorithm", method, "--resume", "True"] + flags(digits_yaml, save_dir, **run_flags)) == 0
-        log = (save_dir / "run" / "log.txt").read_text()
+        run = resume_a_copy(snapshots[it], tmp_path / f"resumed_from_{it}", method, digits_yaml, run_flags)
+        log = (run / "log.txt").read_text()
         assert f"at iteration {it}" in log and "resumed from" in log
-        assert_same_final_state(ref, load(save_dir / "run" / "latest_model.pth"))
+        assert_same_final_state(ref, load(run / "latest_model.pth"))
 
 
 @pytest.mark.parametrize("method,extra", [
@@ -195,12 +202,9 @@ def test_resume_of_a_compared_baseline_is_bitwise(tmp_path, digits_yaml, snapsho
     ref = load(tmp_path / "ref" / "run" / "latest_model.pth")
     if method == "daso":  # the queue holds labeled features of every class seen
         assert ref["semi_usb_daso"]["queue"] and all(len(f) for f in ref["semi_usb_daso"]["queue"].values())
-    save_dir = tmp_path / "resumed"
-    (save_dir / "run").mkdir(parents=True)
-    shutil.copy2(snapshots[4], save_dir / "run" / "latest_model.pth")
-    assert main(["train", "--algorithm", method, "--resume", "True"] + flags(digits_yaml, save_dir, **run_flags)) == 0
-    assert "at iteration 4" in (save_dir / "run" / "log.txt").read_text()
-    assert_same_final_state(ref, load(save_dir / "run" / "latest_model.pth"))
+    run = resume_a_copy(snapshots[4], tmp_path / "resumed", method, digits_yaml, run_flags)
+    assert "at iteration 4" in (run / "log.txt").read_text()
+    assert_same_final_state(ref, load(run / "latest_model.pth"))
 
 
 def assert_round_trip(ckpt_path: str, config: str, again_path, method: str) -> None:
