@@ -3,11 +3,13 @@ real digits batch recomputed independently from the spec."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from semi_usb.imb_algorithms.acr.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
@@ -132,3 +134,16 @@ def test_acr_evaluates_the_balanced_head_of_the_ema_model():
     alg.ema.register()  # EMA := current weights
     alg.evaluate("eval")
     assert (alg.last_eval.y_pred == 9).all()
+
+
+@pytest.mark.parametrize("method", ["acr", "semi"])
+def test_another_base_is_refused_when_built_directly(method):
+    """USB's own train.py does not go through semi_usb.config: the algorithm refuses a base
+    whose step it would replace (FlexMatch's masking would silently be dropped)."""
+    from semi_usb.config import build_args
+    from semi_usb.runner import build_algorithm
+
+    args = build_args(method, os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), {"save_dir": "/nonexistent"})
+    args.algorithm = "flexmatch"
+    with pytest.raises(ValueError, match=rf"^{method} runs on fixmatch only \(got flexmatch\)$"):
+        build_algorithm(args)
