@@ -8,9 +8,10 @@ model, so USB neither moves nor saves them. Each has
 * ``load_state_dict(state)``: restore them, on the object's own device;
 * ``to(device)``: move them in place, returning the object.
 
-An algorithm names its state objects in a class attribute ``state_attributes``
-(checkpoint key -> attribute; ``"a/b"`` nests ``b`` under ``a``) and saves, loads and moves
-them with :func:`save_states`, :func:`load_states` and :func:`move_states`.
+An algorithm names its state objects in a class attribute ``state_attributes``, shaped like
+the checkpoint entries (checkpoint key -> attribute name, or -> a mapping of the same kind
+for a nested entry), and saves, loads and moves them with :func:`save_states`,
+:func:`load_states` and :func:`move_states`.
 
 Under DDP every rank must hold the same state. The reductions below are the only places
 that talk to ``torch.distributed``; without an initialised process group of more than one
@@ -69,28 +70,26 @@ def all_gather_cat(t: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ algorithm state
-def save_states(algorithm, layout: Mapping[str, str]) -> dict:
-    """``{checkpoint key: state_dict()}`` of the state objects that ``layout`` names."""
-    out: dict = {}
-    for path, attr in layout.items():
-        *parents, leaf = path.split("/")
-        node = out
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = getattr(algorithm, attr).state_dict()
-    return out
+def save_states(algorithm, layout: Mapping) -> dict:
+    """The checkpoint entries of ``layout``: each attribute name replaced by that object's
+    ``state_dict()``."""
+    return {key: save_states(algorithm, attr) if isinstance(attr, Mapping) else getattr(algorithm, attr).state_dict()
+            for key, attr in layout.items()}
 
 
-def load_states(algorithm, layout: Mapping[str, str], checkpoint: Mapping) -> None:
-    """Load each named state object from ``checkpoint`` (a missing key raises KeyError)."""
-    for path, attr in layout.items():
-        node = checkpoint
-        for key in path.split("/"):
-            node = node[key]
-        getattr(algorithm, attr).load_state_dict(node)
+def load_states(algorithm, layout: Mapping, checkpoint: Mapping) -> None:
+    """Load each state object of ``layout`` from ``checkpoint`` (a missing key raises KeyError)."""
+    for key, attr in layout.items():
+        if isinstance(attr, Mapping):
+            load_states(algorithm, attr, checkpoint[key])
+        else:
+            getattr(algorithm, attr).load_state_dict(checkpoint[key])
 
 
-def move_states(algorithm, layout: Mapping[str, str], device: Device) -> None:
-    """Move each named state object to ``device``."""
+def move_states(algorithm, layout: Mapping, device: Device) -> None:
+    """Move each state object of ``layout`` to ``device``."""
     for attr in layout.values():
-        getattr(algorithm, attr).to(device)
+        if isinstance(attr, Mapping):
+            move_states(algorithm, attr, device)
+        else:
+            getattr(algorithm, attr).to(device)

@@ -35,8 +35,8 @@ SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False}
 class SeMi(ACR):
     """SeMi on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    state_attributes = {**ACR.state_attributes, "semi_state/bank": "bank", "semi_state/pl_hist": "pl_hist",
-                        "semi_state/ealign_center": "ealign_center"}
+    state_attributes = {**ACR.state_attributes,
+                        "semi_state": {"bank": "bank", "pl_hist": "pl_hist", "ealign_center": "ealign_center"}}
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         self.semi_init(args)
