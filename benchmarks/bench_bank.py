@@ -1,7 +1,7 @@
 """Micro-benchmark of the SeMi memory bank operations (SEMI_METHOD.md, SeMi §1-2, deviation 5).
 
-Times the vectorised operations of :class:`semi_usb.memory_bank.ConfidenceDecayMemoryBank`
-(``push`` of N candidates, ``decay``, ``prototypes``) and :func:`semi_usb.plce.semantic_label`
+Times the vectorised operations of :class:`semi_usb.imb_algorithms.semi.memory_bank.ConfidenceDecayMemoryBank`
+(``push`` of N candidates, ``decay``, ``prototypes``) and :func:`semi_usb.imb_algorithms.semi.plce.semantic_label`
 (``q``) against a straightforward reference written here in the style of the authors' script:
 a Python loop over the samples with a sort of the class's confidences per sample, and Python
 loops over classes / samples for decay, prototypes and ``q``.
@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _table import emit  # noqa: E402  (this folder is first on sys.path)
 
-from semi_usb.memory_bank import ConfidenceDecayMemoryBank  # noqa: E402
-from semi_usb.plce import semantic_label  # noqa: E402
+from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank  # noqa: E402
+from semi_usb.imb_algorithms.semi.plce import semantic_label  # noqa: E402
 
 
 # --------------------------------------------------------------------------- reference

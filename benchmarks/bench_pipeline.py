@@ -69,7 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="also append the Markdown table here")
     ns, extra = p.parse_known_args(argv)
     overrides = dict(zip([k.lstrip("-") for k in extra[0::2]], extra[1::2]))
-    import semi_usb  # noqa: F401
+    import semi_usb.plugin
+
+    semi_usb.plugin.register()
 
     rates = {pl: rate(ns.algorithm, ns.config, pl, ns.steps, ns.warmup, overrides) for pl in ("usb", "gpu")}
     hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} torch threads"

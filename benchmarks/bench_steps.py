@@ -75,7 +75,9 @@ def main(argv=None) -> int:
     overrides.setdefault("num_workers", "0")
     overrides.setdefault("semi_usb_num_threads", str(ns.threads or os.cpu_count()))
 
-    import semi_usb  # noqa: F401  (registers acr, semi)
+    import semi_usb.plugin
+
+    semi_usb.plugin.register()  # acr, semi
 
     algs = {m: build(m, ns.config, overrides) for m in METHODS}
     first = algs["fixmatch"]

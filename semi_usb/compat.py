@@ -3,8 +3,8 @@
 semilearn is used as installed; nothing in site-packages is edited. Two entry points:
 
 * :func:`import_semilearn` makes ``import semilearn`` work where its optional experiment
-  trackers (aim, wandb) are not installed. It is called by ``semi_usb/__init__.py``, which
-  must import semilearn to register its algorithms.
+  trackers (aim, wandb) are not installed. It is called by :func:`semi_usb.plugin.register`,
+  which must import semilearn to register the algorithms.
 * :func:`apply` installs the runtime patches below. The trainer (``semi_usb.runner``) calls
   it explicitly; importing semi_usb does not.
 

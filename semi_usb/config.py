@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import yaml
 
+from .plugin import registries
+
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line."""
@@ -109,7 +111,7 @@ ALIASES = {"use_amp": "amp", "world-size": "world_size", "dist-url": "dist_url",
 
 def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
     """The ``SSL_Argument`` lists of the base and the imbalanced algorithm, as Keys."""
-    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+    ALGORITHMS, IMB_ALGORITHMS = registries()
 
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r}{_suggest(algorithm, ALGORITHMS.keys())}"
@@ -120,6 +122,9 @@ def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
             raise ConfigError(f"unknown imbalanced algorithm {imb_algorithm!r}{_suggest(imb_algorithm, IMB_ALGORITHMS.keys())}"
                               f" (imbalanced algorithms: {', '.join(sorted(IMB_ALGORITHMS.keys()))})")
         sources.append(IMB_ALGORITHMS[imb_algorithm])
+        bases = getattr(sources[-1], "base_algorithms", None)  # acr, semi: fixmatch only
+        if bases is not None and algorithm not in bases:
+            raise ConfigError(f"{imb_algorithm} runs on {', '.join(bases)} only (got {algorithm})")
     keys = []
     for cls in sources:
         for a in cls.get_argument():
@@ -130,7 +135,7 @@ def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
 def other_algorithm_keys() -> dict:
     """Every registered algorithm's keys -> the algorithm, so that a shared config file
     (one for several methods) can carry them; a key of none of them is an error."""
-    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+    ALGORITHMS, IMB_ALGORITHMS = registries()
 
     owners = {}
     for registry in (ALGORITHMS, IMB_ALGORITHMS):
@@ -193,8 +198,8 @@ _BASE_NAMES = {k.name for k in BASE_KEYS}
 
 
 def split_method(name: str, base: str | None = None) -> tuple[str, str | None]:
-    """``semi`` -> (fixmatch, semi); ``fixmatch`` -> (fixmatch, None); ``flexmatch+acr`` works too."""
-    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+    """``semi`` -> (fixmatch, semi); ``fixmatch`` -> (fixmatch, None); ``flexmatch+daso`` names both."""
+    ALGORITHMS, IMB_ALGORITHMS = registries()
 
     if "+" in name:
         b, imb = name.split("+", 1)

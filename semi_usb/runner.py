@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import compat
+from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump, load_checkpoint, temp_files
 from .config import ConfigError, method_name, setting_name, to_yaml_dict
 from .resume import train_time_s
@@ -231,6 +231,7 @@ def fast_step(args, alg) -> None:
 def build_algorithm(args, tb_log=None, logger=None):
     """The USB algorithm object (datasets, loaders, model, optimizer, hooks) for ``args``."""
     compat.apply()
+    plugin.register()
     from semilearn.algorithms import get_algorithm
     from semilearn.core.utils import get_net_builder
     from semilearn.imb_algorithms import get_imb_algorithm

@@ -57,3 +57,37 @@ def digits_flags(tmp_path, iters: int = 6, **extra) -> list:
     for k, v in flags.items():
         out += [f"--{k}", str(v)]
     return out
+
+
+def build_on_digits(method: str, **flags):
+    """The algorithm ``method`` built on the quick-start digits config, its EMA registered and
+    its method state on the model's device, ready for ``train_step`` (no training loop)."""
+    from semi_usb.config import build_args  # registers the plugin (semilearn imported through compat)
+    from semi_usb.runner import build_algorithm, place_models, seed_everything
+
+    base = {"save_dir": "/nonexistent", "num_train_iter": 100, "batch_size": 8, "uratio": 2, "use_tensorboard": False,
+            "epoch": 1, "seed": 0}
+    base.update(flags)
+    args = build_args(method, os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"),
+                      {k: str(v) for k, v in base.items()})
+    from semilearn.core.utils import EMA
+
+    seed_everything(0)
+    alg = build_algorithm(args)
+    place_models(args, alg)
+    alg.ema = EMA(alg.model, alg.ema_m)
+    alg.ema.register()
+    if "MethodStateHook" in alg.hooks_dict:
+        alg.hooks_dict["MethodStateHook"].before_run(alg)
+    return alg
+
+
+def digits_batch(alg) -> dict:
+    """The first labeled and unlabeled batch of ``alg``'s loaders, with the same augmentations
+    (python/numpy RNG) for every algorithm."""
+    from semi_usb.runner import seed_everything
+
+    seed_everything(1)
+    lb = next(iter(alg.loader_dict["train_lb"]))
+    ulb = next(iter(alg.loader_dict["train_ulb"]))
+    return alg.process_batch(**lb, **ulb)

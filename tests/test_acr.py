@@ -1,4 +1,4 @@
-"""ACR's formulas (SEMI_METHOD.md, "ACR") on hand-made tensors, and the algorithm's step on a
+"""ACR's formulas (docs/method.md, "ACR") on hand-made tensors, and the algorithm's step on a
 real digits batch recomputed independently from the spec."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO
-from semi_usb.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
-from semi_usb.distribution_estimate import (Tau1Estimator, anchors, confident_class_histogram, symmetric_kl,
-                                            tau1_from_kl, update_u_py)
-
-DIGITS = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
+from conftest import build_on_digits as build
+from conftest import digits_batch as batch
+from semi_usb.imb_algorithms.acr.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
+from semi_usb.imb_algorithms.acr.distribution_estimate import (Tau1Estimator, anchors, confident_class_histogram,
+                                                               symmetric_kl, tau1_from_kl, update_u_py)
 
 
 def test_log_prior_and_logit_adjusted_loss_by_hand():
@@ -98,36 +98,6 @@ def test_tau1_estimator_epoch_average():
 
 
 # --------------------------------------------------------------------------- the algorithm
-def build(method: str, **flags):
-    from semi_usb.config import build_args
-    from semi_usb.runner import build_algorithm, place_models, seed_everything
-    from semilearn.core.utils import EMA
-
-    base = {"save_dir": "/nonexistent", "num_train_iter": 100, "batch_size": 8, "uratio": 2, "use_tensorboard": False,
-            "epoch": 1, "seed": 0}
-    base.update(flags)
-    args = build_args(method, DIGITS, {k: str(v) for k, v in base.items()})
-    seed_everything(0)
-    alg = build_algorithm(args)
-    place_models(args, alg)
-    alg.ema = EMA(alg.model, alg.ema_m)
-    alg.ema.register()
-    for name in ("Tau1Hook", "MemoryBankHook", "PseudoLabelingHook", "EmbeddingCenterHook"):
-        hook = alg.hooks_dict.get(name)
-        if hook is not None and hasattr(hook, "before_run"):
-            hook.before_run(alg)
-    return alg
-
-
-def batch(alg):
-    from semi_usb.runner import seed_everything
-
-    seed_everything(1)  # same augmentations (python/numpy RNG) for every algorithm
-    lb = next(iter(alg.loader_dict["train_lb"]))
-    ulb = next(iter(alg.loader_dict["train_ulb"]))
-    return alg.process_batch(**lb, **ulb)
-
-
 def test_acr_step_matches_the_spec():
     alg = build("acr")
     b = batch(alg)
@@ -166,59 +136,14 @@ def test_acr_evaluates_the_balanced_head_of_the_ema_model():
     assert (alg.last_eval.y_pred == 9).all()
 
 
-def test_semi_with_all_parts_off_is_acr_with_fixed_tau1():
-    off = {"semi_use_bank": False, "semi_use_plce": False, "semi_use_oheml": False, "semi_use_ealign": False,
-           "semi_warmup_iter": 0, "acr_tau1": 0.7}
-    semi = build("semi", **off)
-    acr = build("acr", acr_adaptive_tau1=False, acr_tau1=0.7)
-    for (k1, v1), (k2, v2) in zip(semi.model.state_dict().items(), acr.model.state_dict().items()):
-        assert k1 == k2 and torch.equal(v1, v2)
-    out_s, log_s = semi.train_step(**batch(semi))
-    out_a, log_a = acr.train_step(**batch(acr))
-    assert torch.equal(out_s["loss"], out_a["loss"])
-    for key in ("train/sup_loss", "train/unsup_loss", "train/bal_sup_loss", "train/bal_unsup_loss"):
-        assert torch.equal(log_s[key], log_a[key]), key
+@pytest.mark.parametrize("method", ["acr", "semi"])
+def test_another_base_is_refused_when_built_directly(method):
+    """USB's own train.py does not go through semi_usb.config: the algorithm refuses a base
+    whose step it would replace (FlexMatch's masking would silently be dropped)."""
+    from semi_usb.config import build_args
+    from semi_usb.runner import build_algorithm
 
-
-def test_semi_uses_the_same_steps_prototype_label_and_weights():
-    alg = build("semi", semi_warmup_iter=0, semi_plce_alpha=0.4, p_cutoff=0.0)  # every sample enters the bank
-    b = batch(alg)
-    # fill the bank and pi_hat from a first step, then look at the second
-    alg.out_dict, alg.log_dict = alg.train_step(**b)
-    alg.hooks_dict["MemoryBankHook"].after_train_step(alg)
-    alg.pl_hist.counts += 1
-    alg.pl_hist.refresh()
-    alg.it = 50
-    out, _ = alg.train_step(**b)
-    ulb = out["ulb"]
-    from semi_usb.plce import semantic_label
-
-    protos, has = alg.bank.prototypes()
-    assert has.any() and (alg.pl_hist.pi_hat > 0).all()
-    q = semantic_label(ulb["feat_s"], protos, has, 0.1)  # this step's strong features
-    with torch.no_grad():  # SeMi's linear label: tau1 = 0, T = 1 (same concatenated forward as the step)
-        z = alg.model(torch.cat([b["x_lb"], b["x_ulb_w"], b["x_ulb_s"]]))["logits"][b["x_lb"].shape[0]:]
-    p = torch.softmax(z.chunk(2)[0], -1)
-    lam = 0.4 * (50 / 100) * alg.pl_hist.pi_hat
-    assert torch.allclose(ulb["probs"], (1 - lam) * p + lam * q, atol=1e-5)
-    h = -(ulb["probs"].clamp(1e-8, 1 - 1e-8) * ulb["probs"].clamp(1e-8, 1 - 1e-8).log()).sum(-1) / math.log(10)
-    assert torch.allclose(ulb["weight"], 0.75 * h + 0.25, atol=1e-6)
-
-
-def test_semi_state_survives_a_checkpoint(tmp_path):
-    alg = build("semi", semi_warmup_iter=0, p_cutoff=0.0)
-    b = batch(alg)
-    alg.semi_usb_done, alg.semi_usb_epoch_step, alg.epoch = 1, 1, 0
-    alg.out_dict, alg.log_dict = alg.train_step(**b)
-    for name in ("MemoryBankHook", "PseudoLabelingHook", "EmbeddingCenterHook", "Tau1Hook"):
-        alg.hooks_dict[name].after_train_step(alg)
-    alg.pl_hist.refresh()
-    alg.save_model("ckpt.pth", str(tmp_path))
-    other = build("semi", semi_warmup_iter=0)
-    other.load_model(str(tmp_path / "ckpt.pth"))
-    for a, c in ((alg.bank.state_dict(), other.bank.state_dict()), (alg.pl_hist.state_dict(), other.pl_hist.state_dict()),
-                 (alg.tau1_estimator.state_dict(), other.tau1_estimator.state_dict())):
-        for k in a:
-            assert torch.equal(a[k], c[k]), k
-    assert torch.equal(alg.ealign_center, other.ealign_center)
-    assert alg.bank.fill().sum() > 0 and alg.ealign_center.abs().sum() > 0
+    args = build_args(method, os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), {"save_dir": "/nonexistent"})
+    args.algorithm = "flexmatch"
+    with pytest.raises(ValueError, match=rf"^{method} runs on fixmatch only \(got flexmatch\)$"):
+        build_algorithm(args)

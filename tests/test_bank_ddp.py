@@ -1,20 +1,17 @@
-"""The memory bank stays identical on every DDP rank (SEMI_METHOD.md, SeMi §1), and so do
-the Embedding Align centre and ACR's distribution estimate (u_py, hence tau1).
+"""The memory bank stays identical on every DDP rank (docs/method.md, "SeMi: memory bank"),
+and so do the Embedding Align centre, the PLCE pseudo-label histogram's ``pi_hat`` and ACR's
+distribution estimate (u_py, hence tau1): the reductions of ``semi_usb.imb_algorithms.state``.
 
 Two CPU processes with the gloo backend; each rank has its own candidates, gathers them with
 ``gather_candidates`` and pushes; both banks must be equal to each other and to a
 single-process bank fed the concatenated candidates (rank 0 first).
 
-The spawned workers load ``semi_usb/memory_bank.py``, ``hard_examples.py`` and
-``distribution_estimate.py`` by file path (all pure torch) instead of importing the ``semi_usb`` package, whose
-``__init__`` imports semilearn and would cost each worker several seconds. The parent checks
-against the package's own modules.
+The method's formula modules import only torch (no semilearn), so the spawned workers import
+them as they are.
 """
 
 import datetime
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -51,17 +48,13 @@ def _estimator(module, counts):
     return module.Tau1Estimator(torch.tensor([0.4, 0.3, 0.2, 0.1]), tau1=2.0, momentum=0.9, counts=counts)
 
 
-def _load(name):
-    path = Path(__file__).resolve().parents[1] / "semi_usb" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_ddp_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _worker(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
-    mb, he, de = _load("memory_bank"), _load("hard_examples"), _load("distribution_estimate")
+    from semi_usb.imb_algorithms.acr import distribution_estimate as de
+    from semi_usb.imb_algorithms.semi import hard_examples as he
+    from semi_usb.imb_algorithms.semi import memory_bank as mb
+    from semi_usb.imb_algorithms.semi.plce import PseudoLabelHistogram
+
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
         timeout=datetime.timedelta(seconds=60),
@@ -74,14 +67,18 @@ def _worker(rank, world, init_file, out_dir):
             bank.push(f, y, c, m)
             if step % 2 == 1:
                 bank.decay()
-        center = he.update_center(torch.zeros(D), _teacher(rank), momentum=0.9, all_reduce=True)
+        center = he.EmbeddingCenter(D)
+        center.update(_teacher(rank), momentum=0.9)
+        hist = PseudoLabelHistogram(C)
+        hist.update(_candidates(0, rank)[1], torch.ones(N))
+        hist.refresh(all_reduce=True)
         est = {counts: _estimator(de, counts) for counts in (False, True)}
         for step in range(STEPS):
             for e in est.values():
                 e.step(_probs(step, rank), 0.9, all_reduce=True)
         for e in est.values():
             e.end_epoch(update_tau1=True)
-        torch.save({"bank": bank.state_dict(), "center": center,
+        torch.save({"bank": bank.state_dict(), "center": center.state_dict(), "hist": hist.state_dict(),
                     "est": {k: e.state_dict() for k, e in est.items()}}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -89,7 +86,7 @@ def _worker(rank, world, init_file, out_dir):
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 def test_bank_identical_across_ranks(tmp_path):
-    from semi_usb.memory_bank import ConfidenceDecayMemoryBank
+    from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank
 
     mp.spawn(_worker, args=(WORLD, str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
@@ -112,8 +109,15 @@ def test_bank_identical_across_ranks(tmp_path):
     for r in range(WORLD):
         assert torch.allclose(states[r]["center"], expect, atol=1e-7)
 
+    # pi_hat from the counts of both ranks; each rank keeps its own counts
+    labels = torch.cat([_candidates(0, r)[1] for r in range(WORLD)])
+    pi_hat = torch.bincount(labels, minlength=C).float() / labels.numel()
+    for r in range(WORLD):
+        assert torch.allclose(states[r]["hist"]["pi_hat"], pi_hat), r
+        assert torch.equal(states[r]["hist"]["counts"], torch.bincount(_candidates(0, r)[1], minlength=C)), r
+
     # ACR's estimate (presence vector and counts) equals one process fed the global batch
-    from semi_usb import distribution_estimate as de
+    from semi_usb.imb_algorithms.acr import distribution_estimate as de
 
     for counts in (False, True):
         ref_est = _estimator(de, counts)

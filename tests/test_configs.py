@@ -90,12 +90,10 @@ def _cfg(method, tag, seed=0):
 
 @pytest.fixture(scope="module")
 def registries():
-    """semilearn's registries after `import semi_usb` (imported once for the module)."""
-    import semilearn  # noqa: F401  (registers USB's algorithms)
-    from semilearn.core.utils import ALGORITHMS, IMB_ALGORITHMS
+    """semilearn's registries after `semi_usb.plugin.register()` (once for the module)."""
+    from semi_usb.plugin import registries as plugin_registries
 
-    import semi_usb  # noqa: F401  (registers acr and semi)
-    return ALGORITHMS, IMB_ALGORITHMS
+    return plugin_registries()
 
 
 # ------------------------------------------------------------------ (a) the tree is up to date
@@ -193,7 +191,7 @@ def test_algorithms_are_registered(registries, algorithm, imb_algorithm):
     assert algorithm in algorithms, f"algorithm {algorithm!r} not in semilearn's ALGORITHMS"
     if imb_algorithm is not None:
         assert imb_algorithm in imb_algorithms, (
-            f"imb_algorithm {imb_algorithm!r} not in IMB_ALGORITHMS after `import semi_usb`")
+            f"imb_algorithm {imb_algorithm!r} not in IMB_ALGORITHMS after `semi_usb.plugin.register()`")
 
 
 @pytest.mark.parametrize("algorithm,imb_algorithm", _algorithm_pairs())

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from semi_usb.hard_examples import (
+from semi_usb.imb_algorithms.semi.hard_examples import (
     embedding_align_loss,
     hard_example_weights,
     normalized_entropy,

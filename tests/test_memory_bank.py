@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from semi_usb.memory_bank import ConfidenceDecayMemoryBank, gather_candidates
+from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank, gather_candidates
 
 
 def _t(x, dtype=torch.float32):

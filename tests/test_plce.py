@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from semi_usb.plce import PseudoLabelHistogram, enhance, mix_weights, semantic_label
+from semi_usb.imb_algorithms.semi.plce import PseudoLabelHistogram, enhance, mix_weights, semantic_label
 
 
 def _t(x, dtype=torch.float32):
@@ -139,7 +139,7 @@ def test_histogram_state_dict_round_trip():
 
 def test_pipeline_bank_to_enhanced_label():
     """Bank prototypes -> q -> p~ wiring on a tiny example."""
-    from semi_usb.memory_bank import ConfidenceDecayMemoryBank
+    from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank
 
     bank = ConfidenceDecayMemoryBank(2, 2, size=2)
     bank.push(_t([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0]]), torch.tensor([0, 0, 1]),

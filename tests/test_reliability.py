@@ -228,7 +228,7 @@ def assert_round_trip(ckpt_path: str, config: str, again_path, method: str) -> N
         state["scheduler"] = alg.scheduler.state_dict()
     if method == "semi":
         state["semi_state"] = {"bank": alg.bank.state_dict(), "pl_hist": alg.pl_hist.state_dict(),
-                               "ealign_center": alg.ealign_center}
+                               "ealign_center": alg.ealign_center.state_dict()}
     expected = {k: saved[k] for k in state}
     diff = differences(expected, state)
     assert not diff, "loaded state differs from the file:\n" + "\n".join(diff[:20])

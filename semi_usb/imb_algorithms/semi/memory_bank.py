@@ -1,6 +1,8 @@
 """Balanced Confidence Decay Memory Bank (BCDMB) of SeMi.
 
-Spec: ``SEMI_METHOD.md``, SeMi §1, and "Deliberate deviations" 2, 3, 4, 5.
+Spec: docs/method.md, "SeMi: memory bank" (where it departs from the authors' released
+script: each feature keeps its own confidence, prototypes average filled slots only, the
+feature size comes from the backbone, and the push is vectorised).
 
 Each class owns ``K`` slots holding a detached feature and the confidence it was stored
 with. A push keeps, per class, the top-``K`` by confidence of (stored entries + the step's
@@ -17,15 +19,14 @@ pushes the same candidates in the same order and the banks stay identical.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple, Union
+from typing import Dict, Tuple
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["ConfidenceDecayMemoryBank", "gather_candidates"]
+from ..state import Device, all_gather_cat
 
-Device = Union[str, torch.device, None]
+__all__ = ["ConfidenceDecayMemoryBank", "gather_candidates"]
 
 #: Confidence of an empty slot (and of a masked-out candidate). Real confidences are in
 #: ``[0, 1]``, so an empty slot is always evicted before any stored entry.
@@ -33,11 +34,11 @@ EMPTY_CONF = float("-inf")
 
 
 class ConfidenceDecayMemoryBank:
-    """Per-class top-``K`` feature queue with confidence decay (SEMI_METHOD.md, SeMi §1).
+    """Per-class top-``K`` feature queue with confidence decay (docs/method.md, "SeMi: memory bank").
 
     Args:
         num_classes: number of classes ``C``.
-        feat_dim: feature dimension ``d`` (the backbone's ``num_features``; deviation 4).
+        feat_dim: feature dimension ``d`` (the backbone's ``num_features``, not a fixed 128).
         size: slots per class ``K`` (128 in the authors' runs). Equal capacity per class is
             what makes the bank "balanced".
         decay_beta: factor ``beta`` applied by :meth:`decay` to stale confidences (0.99).
@@ -113,11 +114,11 @@ class ConfidenceDecayMemoryBank:
     # ------------------------------------------------------------------ ops
     @torch.no_grad()
     def push(self, feats: Tensor, labels: Tensor, conf: Tensor, mask: Tensor) -> None:
-        """Offer candidates to the bank (SEMI_METHOD.md, SeMi §1 "Push").
+        """Offer candidates to the bank (docs/method.md, "SeMi: memory bank", push).
 
         After the call, each class holds the top-``K`` by confidence of (its stored entries +
         the candidates with that label and ``mask`` true). Each feature is stored with its
-        own confidence (deviation 2), detached and cast to the bank dtype; entries that enter
+        own confidence (the released script lets them drift apart), detached and cast to the bank dtype; entries that enter
         are marked ``filled`` and ``fresh``.
 
         Ties: a stored entry wins over a candidate of equal confidence (a candidate must
@@ -191,7 +192,7 @@ class ConfidenceDecayMemoryBank:
 
     @torch.no_grad()
     def decay(self) -> None:
-        """Confidence decay (SEMI_METHOD.md, SeMi §1 "Confidence decay").
+        """Confidence decay (docs/method.md, "SeMi: memory bank", confidence decay).
 
         Every filled slot that was not written since the previous decay has its confidence
         multiplied by ``beta``; then all ``fresh`` flags are cleared. The caller decides when
@@ -204,7 +205,7 @@ class ConfidenceDecayMemoryBank:
 
     @torch.no_grad()
     def prototypes(self) -> Tuple[Tensor, Tensor]:
-        """Class prototypes ``mu_c`` (SEMI_METHOD.md, SeMi §1 "Prototypes"; deviation 3).
+        """Class prototypes ``mu_c`` (docs/method.md, "SeMi: memory bank", prototypes: filled slots only).
 
         Returns:
             ``(protos, has_proto)``: ``protos`` ``(C, d)`` is the mean of each class's filled
@@ -269,7 +270,7 @@ class ConfidenceDecayMemoryBank:
 def gather_candidates(
     feats: Tensor, labels: Tensor, conf: Tensor, mask: Tensor
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gather the bank candidates of all DDP ranks (SEMI_METHOD.md, SeMi §1, under DDP).
+    """Gather the bank candidates of all DDP ranks (docs/method.md, "SeMi: memory bank", under DDP).
 
     When ``torch.distributed`` is initialised with ``world_size > 1``, returns the
     concatenation over ranks (rank 0 first) of each input, so that every rank pushes the same
@@ -277,18 +278,4 @@ def gather_candidates(
     (detached) unchanged. Every rank must pass the same ``N`` (true for USB's ``drop_last``
     loaders). The mask keeps its dtype (a bool mask travels as ``uint8``).
     """
-    feats, labels, conf, mask = feats.detach(), labels.detach(), conf.detach(), mask.detach()
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return feats, labels, conf, mask
-    world = dist.get_world_size()
-
-    def _gather(t: Tensor) -> Tensor:
-        t = t.contiguous()
-        out = [torch.empty_like(t) for _ in range(world)]
-        dist.all_gather(out, t)
-        return torch.cat(out, dim=0)
-
-    mask_dtype = mask.dtype
-    m = mask.to(torch.uint8) if mask_dtype == torch.bool else mask
-    gm = _gather(m)
-    return _gather(feats), _gather(labels), _gather(conf), gm.to(mask_dtype)
+    return tuple(all_gather_cat(t.detach()) for t in (feats, labels, conf, mask))

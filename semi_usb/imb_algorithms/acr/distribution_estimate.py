@@ -1,12 +1,13 @@
 """ACR's adaptive tau1 from the estimated unlabeled class distribution
-(SEMI_METHOD.md, "ACR", adaptive tau1). All state lives in tensors on the training
+(docs/method.md, "ACR", adaptive tau1). All state lives in tensors on the training
 device; no step forces a host-device synchronisation.
 """
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
+
+from ..state import all_reduce_sum
 
 EPS = 1e-12
 
@@ -69,8 +70,8 @@ class Tau1Estimator:
         ``u_py`` and tau1; a no-op without a process group of more than one rank.
         """
         hist = confident_class_histogram(probs_bal.detach().float(), threshold, counts=True)
-        if all_reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(hist)
+        if all_reduce:
+            hist = all_reduce_sum(hist)
         if not self.counts:
             hist = (hist > 0).to(hist.dtype)
         self.u_py = update_u_py(self.u_py, hist, self.momentum)

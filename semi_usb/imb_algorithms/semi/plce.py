@@ -1,6 +1,6 @@
 """Pseudo-Label Certainty Enhancement (PLCE) of SeMi.
 
-Spec: ``SEMI_METHOD.md``, SeMi §2 (and deviation 3 for classes without a prototype).
+Spec: docs/method.md, "SeMi: PLCE" (a class without a prototype takes no part in ``q``).
 
 * :func:`semantic_label`: ``q_c = softmax_c(-||f_s - mu_c||_2 / T_p)`` over the classes that
   have a prototype.
@@ -19,17 +19,19 @@ from typing import Dict, Union
 import torch
 from torch import Tensor
 
+from ..state import all_reduce_sum
+
 __all__ = ["semantic_label", "mix_weights", "enhance", "PseudoLabelHistogram"]
 
 
 def semantic_label(
     feats_s: Tensor, protos: Tensor, has_proto: Tensor, T_p: float = 0.1
 ) -> Tensor:
-    """Semantic pseudo-label from prototypes (SEMI_METHOD.md, SeMi §2).
+    """Semantic pseudo-label from prototypes (docs/method.md, "SeMi: PLCE").
 
     ``q_c = softmax_c(-||f_s - mu_c||_2 / T_p)`` with the Euclidean distance to the
     un-normalised prototypes. Classes without a prototype (``has_proto`` false) take no part:
-    their logit is ``-inf`` and ``q_c = 0`` (deviation 3). If no class has a prototype the
+    their logit is ``-inf`` and ``q_c = 0`` (not the released script's zero prototype). If no class has a prototype the
     result is all zeros (no NaN); mixing it in then only scales ``p`` by ``1 - lambda`` (in
     practice the bank is non-empty long before the warm-up ends).
 
@@ -55,7 +57,7 @@ def semantic_label(
 
 
 def mix_weights(pi_hat: Tensor, alpha: float, progress: Union[float, Tensor]) -> Tensor:
-    """Per-class mixing weights ``lambda_c = alpha * progress * pi_hat_c`` (SeMi §2).
+    """Per-class mixing weights ``lambda_c = alpha * progress * pi_hat_c`` ("SeMi: PLCE").
 
     Args:
         pi_hat: ``(C,)`` normalised pseudo-label class histogram (see
@@ -72,7 +74,7 @@ def mix_weights(pi_hat: Tensor, alpha: float, progress: Union[float, Tensor]) ->
 
 
 def enhance(p: Tensor, q: Tensor, lam: Tensor) -> Tensor:
-    """Mixed pseudo-label ``p~ = (1 - lambda) * p + lambda * q`` (SEMI_METHOD.md, SeMi §2).
+    """Mixed pseudo-label ``p~ = (1 - lambda) * p + lambda * q`` (docs/method.md, "SeMi: PLCE").
 
     ``lambda`` ``(C,)`` is per class and broadcasts over the batch. As in the authors'
     released script, ``p~`` is *not* renormalised: with per-class ``lambda_c`` and rows of
@@ -88,7 +90,7 @@ def enhance(p: Tensor, q: Tensor, lam: Tensor) -> Tensor:
 
 
 class PseudoLabelHistogram:
-    """Class histogram of confident pseudo-labels and its normalisation ``pi_hat`` (SeMi §2).
+    """Class histogram of confident pseudo-labels and its normalisation ``pi_hat`` ("SeMi: PLCE").
 
     ``counts`` ``(C,)`` long accumulates, since the start of training, the number of
     confident samples (``mask`` non-zero) per pseudo-label ``argmax p~``; :meth:`update` is
@@ -123,10 +125,15 @@ class PseudoLabelHistogram:
         self.counts.scatter_add_(0, labels, w)
 
     @torch.no_grad()
-    def refresh(self) -> Tensor:
-        """Set ``pi_hat = counts / counts.sum()`` (zeros while no count); returns ``pi_hat``."""
-        total = self.counts.sum().clamp(min=1)
-        self.pi_hat = self.counts.to(torch.float32) / total.to(torch.float32)
+    def refresh(self, all_reduce: bool = False) -> Tensor:
+        """Set ``pi_hat = counts / counts.sum()`` (zeros while no count); returns ``pi_hat``.
+
+        ``all_reduce``: under DDP, from the counts summed over all ranks (each rank keeps its
+        own ``counts``), so that ``pi_hat`` is the same on every rank.
+        """
+        counts = all_reduce_sum(self.counts) if all_reduce else self.counts
+        total = counts.sum().clamp(min=1)
+        self.pi_hat = counts.to(torch.float32) / total.to(torch.float32)
         return self.pi_hat
 
     def state_dict(self) -> Dict[str, Tensor]:

@@ -1,10 +1,11 @@
 """ACR (Wei & Gan, CVPR 2023) as a USB imbalanced algorithm: ``IMB_ALGORITHMS['acr']``.
 
-SEMI_METHOD.md, "ACR": a balanced second head on the backbone's features with a
+docs/method.md, "ACR": a balanced second head on the backbone's features with a
 logit-adjusted supervised loss, two pseudo-label branches with OR masks, and tau1
 adapted from the estimated unlabeled class distribution. Evaluation uses the balanced
 head of the EMA model. The step is FixMatch's, with the pseudo-labels and masks served by
-the hooks registered under USB's names (``PseudoLabelingHook``, ``MaskingHook``).
+the hooks registered under USB's names (``PseudoLabelingHook``, ``MaskingHook``), so ACR
+runs on FixMatch only (:attr:`ACR.base_algorithms`; the configuration refuses other bases).
 """
 from __future__ import annotations
 
@@ -14,16 +15,26 @@ from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
+from ..state import load_states, save_states
 from .balanced_head import BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, unwrap
 from .distribution_estimate import Tau1Estimator
-from .hooks import AdjustedPseudoLabelingHook, OrMaskingHook, Tau1Hook
+from .hooks import AdjustedPseudoLabelingHook, MethodStateHook, OrMaskingHook, Tau1Hook
 
 
 @IMB_ALGORITHMS.register("acr")
 class ACR(ImbAlgorithmBase):
-    """ACR on a FixMatch-style base. Arguments: see :meth:`get_argument`."""
+    """ACR on FixMatch. Arguments: see :meth:`get_argument`."""
+
+    #: Base algorithms whose step this one computes: its own train_step replaces the base's,
+    #: so on another base (FlexMatch, ...) the base's own step would silently be dropped.
+    base_algorithms = ("fixmatch",)
+    #: Method state saved beside the model (checkpoint key -> attribute; see ..state).
+    state_attributes = {"acr_tau1_state": "tau1_estimator"}
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
+        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
+            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
+                             f"(got {args.algorithm})")
         self.acr_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         pi = torch.exp(unwrap(self.model).log_prior)
@@ -52,6 +63,7 @@ class ACR(ImbAlgorithmBase):
         self.register_hook(AdjustedPseudoLabelingHook(), "PseudoLabelingHook")
         self.register_hook(OrMaskingHook(), "MaskingHook")
         self.register_hook(Tau1Hook(), "Tau1Hook")
+        self.register_hook(MethodStateHook(), "MethodStateHook")
 
     @property
     def log_pi(self) -> torch.Tensor:
@@ -100,12 +112,12 @@ class ACR(ImbAlgorithmBase):
             mask_bal = or_mask(probs_bal_w, probs_h2, self.p_cutoff)
             bal_unsup_loss = masked_ce(s["logits_bal"], probs_h2.argmax(-1), mask_bal)
 
-            extra = self.extra_losses(feats_w=w["feat"], feats_s=s["feat"], mask=mask)
+            extra, extra_ulb = self.extra_losses(feats_w=w["feat"], feats_s=s["feat"], mask=mask)
             total_loss = (sup_loss + self.lambda_u * unsup_loss + bal_sup_loss + self.lambda_u * bal_unsup_loss
                           + sum(extra.values()))
 
         ulb = {"feat_w": w["feat"].detach(), "feat_s": s["feat"].detach(), "probs": probs, "mask": mask,
-               "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w}
+               "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w, **extra_ulb}
         out_dict = self.process_out_dict(loss=total_loss, feat={k: x["feat"] for k, x in
                                                                 (("x_lb", lb), ("x_ulb_w", w), ("x_ulb_s", s))}, ulb=ulb)
         # Tensors, not floats: read (one sync) only when logged. See LoggingHook.
@@ -116,9 +128,11 @@ class ACR(ImbAlgorithmBase):
                                          **{k: val.detach() for k, val in extra.items()})
         return out_dict, log_dict
 
-    def extra_losses(self, feats_w, feats_s, mask) -> dict:
-        """Named loss terms added to the total (none in ACR; SeMi adds Embedding Align)."""
-        return {}
+    def extra_losses(self, feats_w, feats_s, mask) -> tuple[dict, dict]:
+        """``(losses, ulb)``: named loss terms added to the total, and tensors that the
+        hooks read after the step from ``out_dict['ulb']`` (none in ACR; SeMi adds
+        Embedding Align and its teacher)."""
+        return {}, {}
 
     def evaluate(self, eval_dest="eval", out_key="logits_bal", return_logits=False):
         """Prediction is ``argmax`` of the balanced head (of the EMA model)."""
@@ -126,13 +140,11 @@ class ACR(ImbAlgorithmBase):
 
     # ---------------------------------------------------------------- checkpoint
     def get_save_dict(self):
-        save_dict = super().get_save_dict()
-        save_dict["acr_tau1_state"] = self.tau1_estimator.state_dict()
-        return save_dict
+        return {**super().get_save_dict(), **save_states(self, self.state_attributes)}
 
     def load_model(self, load_path):
         checkpoint = super().load_model(load_path)
-        self.tau1_estimator.load_state_dict(checkpoint["acr_tau1_state"])
+        load_states(self, self.state_attributes, checkpoint)
         return checkpoint
 
     @staticmethod

@@ -1,12 +1,13 @@
 """Hard-example terms of SeMi: OHEML weights and Embedding Align.
 
-Spec: ``SEMI_METHOD.md``, SeMi §3 (Online Hard Example Mining and Learning) and §4
-(Embedding Align for ultra-hard samples).
+Spec: docs/method.md, "SeMi: OHEML" (Online Hard Example Mining and Learning) and
+"SeMi: Embedding Align" (for ultra-hard samples).
 
 * :func:`normalized_entropy`, :func:`hard_example_weights`: ``w = s * H(p~) + (1 - s)``.
 * :func:`embedding_align_loss`: DINO-style alignment of the strong view's feature
   distribution to the (centred, sharpened) weak view's, on samples that fail the mask.
-* :func:`update_center`: EMA of the teacher's batch mean.
+* :func:`update_center`: EMA of the teacher's batch mean; :class:`EmbeddingCenter` holds the
+  centre as method state (``state_dict`` / ``load_state_dict`` / ``to``).
 
 Pure, vectorised, device-agnostic functions with no host-device sync.
 """
@@ -17,22 +18,24 @@ import math
 from typing import Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..state import Device, all_reduce_mean
 
 __all__ = [
     "normalized_entropy",
     "hard_example_weights",
     "embedding_align_loss",
     "update_center",
+    "EmbeddingCenter",
 ]
 
 _EPS = 1e-8
 
 
 def normalized_entropy(p: Tensor) -> Tensor:
-    """Normalised entropy ``H = -sum_c p_c log p_c / log C`` (SEMI_METHOD.md, SeMi §3).
+    """Normalised entropy ``H = -sum_c p_c log p_c / log C`` (docs/method.md, "SeMi: OHEML").
 
     ``p`` ``(N, C)`` is clamped to ``[1e-8, 1 - 1e-8]`` first (as in the spec), so a one-hot
     row gives ``H ~ 0`` and a uniform row gives ``H = 1``. Rows are not renormalised (``p~``
@@ -49,7 +52,7 @@ def normalized_entropy(p: Tensor) -> Tensor:
 
 
 def hard_example_weights(p: Tensor, s: float = 0.75) -> Tensor:
-    """Per-sample OHEML weight ``w = s * H(p) + (1 - s)`` (SEMI_METHOD.md, SeMi §3).
+    """Per-sample OHEML weight ``w = s * H(p) + (1 - s)`` (docs/method.md, "SeMi: OHEML").
 
     Confident (one-hot) rows get ``~1 - s`` (0.25), uniform rows get 1. Pass the detached
     enhanced pseudo-label ``p~``; the weight is then a constant of the loss. The caller uses
@@ -72,7 +75,7 @@ def embedding_align_loss(
     mask: Tensor,
     T_e: float = 0.09,
 ) -> Tuple[Tensor, Tensor]:
-    """Embedding Align loss for samples failing the mask (SEMI_METHOD.md, SeMi §4).
+    """Embedding Align loss for samples failing the mask (docs/method.md, "SeMi: Embedding Align").
 
     Teacher ``t = softmax((f_w - center) / (T_e / 5))`` (detached, centred, sharpened),
     student ``log_softmax(f_s / T_e)``, both over the ``d`` feature dimensions of the raw
@@ -106,7 +109,7 @@ def embedding_align_loss(
 def update_center(
     center: Tensor, teacher: Tensor, momentum: float = 0.9, all_reduce: bool = False
 ) -> Tensor:
-    """Centre EMA ``center <- momentum * center + (1 - momentum) * mean_batch(t)`` (SeMi §4).
+    """Centre EMA ``center <- momentum * center + (1 - momentum) * mean_batch(t)`` ("SeMi: Embedding Align").
 
     Args:
         center: ``(d,)`` current centre (zeros at the start of training).
@@ -122,10 +125,32 @@ def update_center(
     """
     batch_mean = teacher.mean(dim=0) if teacher.dim() == 2 else teacher
     batch_mean = batch_mean.to(center.dtype)
-    if all_reduce and dist.is_available() and dist.is_initialized():
-        world = dist.get_world_size()
-        if world > 1:
-            batch_mean = batch_mean.clone()
-            dist.all_reduce(batch_mean)
-            batch_mean = batch_mean / world
+    if all_reduce:
+        batch_mean = all_reduce_mean(batch_mean)
     return momentum * center + (1.0 - momentum) * batch_mean
+
+
+class EmbeddingCenter:
+    """The teacher centre of Embedding Align, ``(d,)``, zeros at the start of training.
+
+    Its saved form is the centre tensor itself (the checkpoint's ``semi_state/ealign_center``).
+    """
+
+    def __init__(self, dim: int, device: Device = None) -> None:
+        self.center = torch.zeros(dim, device=device)
+
+    def update(self, teacher: Tensor, momentum: float = 0.9) -> None:
+        """:func:`update_center` with the batch mean averaged over DDP ranks."""
+        self.center = update_center(self.center, teacher, momentum, all_reduce=True)
+
+    def state_dict(self) -> Tensor:
+        return self.center.clone()
+
+    def load_state_dict(self, state: Tensor) -> None:
+        if tuple(state.shape) != tuple(self.center.shape):
+            raise ValueError(f"ealign_center: expected shape {tuple(self.center.shape)}, got {tuple(state.shape)}")
+        self.center = state.to(device=self.center.device, dtype=self.center.dtype).clone()
+
+    def to(self, device: Device) -> "EmbeddingCenter":
+        self.center = self.center.to(device)
+        return self

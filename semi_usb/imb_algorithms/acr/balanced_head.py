@@ -1,4 +1,4 @@
-"""ACR's balanced classifier (SEMI_METHOD.md, "ACR", balanced branch) and its formulas.
+"""ACR's balanced classifier (docs/method.md, "ACR", balanced branch) and its formulas.
 
 :class:`BalancedHeadNet` wraps any USB backbone: the standard head ``logits = h(feat)``
 and a second linear head ``logits_bal = g(feat)`` on the same features. The model carries

@@ -1,13 +1,17 @@
 """SeMi (Wang et al., ACM MM 2025) as a USB imbalanced algorithm: ``IMB_ALGORITHMS['semi']``.
 
-SEMI_METHOD.md, "SeMi": ACR's two-branch frame with a fixed tau1 (0: raw logits), plus
-1. a Balanced Confidence Decay Memory Bank (``MemoryBankHook``),
-2. Pseudo-Label Certainty Enhancement from the bank's prototypes (``PseudoLabelingHook``),
-3. Online Hard Example Mining and Learning: entropy weights (``MaskingHook``),
-4. Embedding Align for samples below the threshold (:meth:`extra_losses`).
+docs/method.md, "ACR" and the SeMi sections: ACR's two-branch frame with a fixed tau1
+(0: raw logits), plus
+1. a Balanced Confidence Decay Memory Bank (``MemoryBankHook``; "SeMi: memory bank"),
+2. Pseudo-Label Certainty Enhancement from the bank's prototypes (``PseudoLabelingHook``;
+   "SeMi: PLCE"),
+3. Online Hard Example Mining and Learning: entropy weights (``MaskingHook``; "SeMi: OHEML"),
+4. Embedding Align for samples below the threshold (:meth:`extra_losses`;
+   "SeMi: Embedding Align").
 Each part has a switch (``semi_use_bank``, ``semi_use_plce``, ``semi_use_oheml``,
 ``semi_use_ealign``); with all four off SeMi computes ACR with a fixed tau1. Parts 2-4
-start after ``semi_warmup_iter`` iterations; the bank fills from the first step.
+start after ``semi_warmup_iter`` iterations; the bank fills from the first step. Like ACR,
+SeMi runs on FixMatch only.
 """
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ import torch
 from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from .acr import ACR
-from .balanced_head import unwrap
-from .hard_examples import embedding_align_loss
+from ..acr.acr import ACR
+from ..acr.balanced_head import unwrap
+from .hard_examples import EmbeddingCenter, embedding_align_loss
 from .hooks import (EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook,
-                    warmed_up)
+                    plce_lambda, warmed_up)
 from .memory_bank import ConfidenceDecayMemoryBank
 from .plce import PseudoLabelHistogram
 
@@ -29,7 +33,10 @@ SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False}
 
 @IMB_ALGORITHMS.register("semi")
 class SeMi(ACR):
-    """SeMi on a FixMatch-style base. Arguments: see :meth:`get_argument`."""
+    """SeMi on FixMatch. Arguments: see :meth:`get_argument`."""
+
+    state_attributes = {**ACR.state_attributes,
+                        "semi_state": {"bank": "bank", "pl_hist": "pl_hist", "ealign_center": "ealign_center"}}
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         self.semi_init(args)
@@ -37,9 +44,7 @@ class SeMi(ACR):
         dim = unwrap(self.model).num_features
         self.bank = ConfidenceDecayMemoryBank(self.num_classes, dim, args.semi_bank_size, args.semi_decay_beta)
         self.pl_hist = PseudoLabelHistogram(self.num_classes)
-        self.ealign_center = torch.zeros(dim)
-        self.ealign_teacher = None
-        self.plce_lambda = torch.zeros(self.num_classes)
+        self.ealign_center = EmbeddingCenter(dim)
 
     def semi_init(self, args):
         self.use_bank, self.use_plce = args.semi_use_bank, args.semi_use_plce and args.semi_use_bank
@@ -58,38 +63,26 @@ class SeMi(ACR):
         if self.use_ealign:
             self.register_hook(EmbeddingCenterHook(), "EmbeddingCenterHook")
 
-    def extra_losses(self, feats_w, feats_s, mask) -> dict:
-        """Embedding Align on the samples that fail the mask: ``lambda_e * L_e``."""
+    def extra_losses(self, feats_w, feats_s, mask) -> tuple[dict, dict]:
+        """Embedding Align on the samples that fail the mask: ``lambda_e * L_e``, and its
+        teacher for the centre's update after the step (``EmbeddingCenterHook``)."""
         if not (self.use_ealign and warmed_up(self)):
-            return {}
-        loss, self.ealign_teacher = embedding_align_loss(feats_w.float(), feats_s.float(), self.ealign_center,
-                                                         mask, self.ealign_T)
-        return {"ealign_loss": self.ealign_weight * loss}
+            return {}, {}
+        loss, teacher = embedding_align_loss(feats_w.float(), feats_s.float(), self.ealign_center.center,
+                                             mask, self.ealign_T)
+        return {"ealign_loss": self.ealign_weight * loss}, {"ealign_teacher": teacher}
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s):
         out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s)
         weight = out_dict["ulb"]["weight"]
         log_dict["train/oheml_weight"] = weight.mean() if weight is not None else torch.ones(())
         if (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter:
-            log_dict["train/plce_lambda"] = self.plce_lambda.mean()
+            lam = plce_lambda(self)
+            log_dict["train/plce_lambda"] = lam.mean() if lam is not None else torch.zeros(())
             if self.use_bank:
                 for c, n in enumerate(self.bank.fill().tolist()):
                     log_dict[f"train/bank_fill/{c}"] = n
         return out_dict, log_dict
-
-    def get_save_dict(self):
-        save_dict = super().get_save_dict()
-        save_dict["semi_state"] = {"bank": self.bank.state_dict(), "pl_hist": self.pl_hist.state_dict(),
-                                   "ealign_center": self.ealign_center.clone()}
-        return save_dict
-
-    def load_model(self, load_path):
-        checkpoint = super().load_model(load_path)
-        state = checkpoint["semi_state"]
-        self.bank.load_state_dict(state["bank"])
-        self.pl_hist.load_state_dict(state["pl_hist"])
-        self.ealign_center = state["ealign_center"].to(self.ealign_center.device)
-        return checkpoint
 
     @staticmethod
     def get_argument():
