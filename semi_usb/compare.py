@@ -13,33 +13,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
-
-
-def parse_setting(setting: str) -> dict:
-    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for."""
-    m = SETTING_RE.match(setting)
-    if not m:
-        from .config import ConfigError
-
-        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>")
-    return {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
-            "ulb_num_labels": m["nu"], "ulb_imb_ratio": m["gu"]}
+from .naming import method_folder, parse_setting
 
 
 def method_dir(algorithm: str) -> str:
     """USB's folder naming: fixmatch, fixmatch_daso, flexmatch, ... (the base as ``train`` picks it)."""
     from .config import split_method
 
-    base, imb = split_method(algorithm)
-    return f"{base}_{imb}" if imb else base
+    return method_folder(*split_method(algorithm))
 
 
 def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,

@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line."""
+from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
+from .naming import method_label, method_name, setting_name  # noqa: F401  (re-exported)
 
 
 def str2bool(v: Any) -> bool:
@@ -240,10 +239,10 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
                 continue
             if name not in keys:
                 raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
-                                  f" (for {algorithm}{'+' + imb if imb else ''})")
+                                  f" (for {method_label(algorithm, imb)})")
             values[name] = _convert(keys[name], raw, source)
     if ignored:
-        warn(f"note: ignored keys of other methods (not {algorithm}{'+' + imb if imb else ''}): {', '.join(ignored)}")
+        warn(f"note: ignored keys of other methods (not {method_label(algorithm, imb)}): {', '.join(ignored)}")
     values["algorithm"], values["imb_algorithm"] = algorithm, imb
     args = argparse.Namespace(**values)
     finalize(args)
@@ -263,17 +262,6 @@ def _convert(key: Key, raw: Any, source: str) -> Any:
     except (ValueError, TypeError):
         tname = getattr(t, "__name__", str(t))
         raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {raw!r}") from None
-
-
-def method_name(args) -> str:
-    return f"{args.algorithm}_{args.imb_algorithm}" if args.imb_algorithm else args.algorithm
-
-
-def setting_name(args) -> str:
-    """USB's file naming without the seed: ``cifar10_lb1500_100_ulb3000_-100`` (for an image
-    folder, the folder's name stands for the dataset)."""
-    name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
-    return f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
 
 
 # Datasets whose long tail is their own: USB's loader ignores the imbalance keys.

@@ -18,13 +18,11 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import DataError  # noqa: F401  (raised here, re-exported)
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet127": 127, "digits": 10}
-
-
-class DataError(ValueError):
-    """Missing or unusable data; the message says what was looked at and what to do."""
 
 
 @dataclass

@@ -27,7 +27,8 @@ import yaml
 
 from . import compat
 from .checkpoint import CheckpointError, atomic_json_dump, load_checkpoint, temp_files
-from .config import ConfigError, method_name, setting_name, to_yaml_dict
+from .config import ConfigError, to_yaml_dict
+from .naming import method_label, method_name, setting_name
 from .resume import train_time_s
 
 EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
@@ -423,7 +424,7 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
     ds = alg.dataset_dict or {}
     return {
         "algorithm": args.algorithm, "imb_algorithm": args.imb_algorithm,
-        "method": f"{args.algorithm}+{args.imb_algorithm}" if args.imb_algorithm else args.algorithm,
+        "method": method_label(args.algorithm, args.imb_algorithm),
         "dataset": args.dataset, "net": args.net, "seed": args.seed, "num_classes": args.num_classes,
         "num_labels": args.num_labels, "ulb_num_labels": args.ulb_num_labels,
         "lb_imb_ratio": args.lb_imb_ratio, "ulb_imb_ratio": args.ulb_imb_ratio,
