@@ -84,6 +84,7 @@ def _train(ns, extra: list) -> int:
     if not ns.method and not ns.config:
         raise UsageError("train needs --algorithm NAME or --config FILE")
     args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
+    from .run_folder import SUMMARY, run_dir
     from .runner import train
 
     summary = train(args)
@@ -91,18 +92,20 @@ def _train(ns, extra: list) -> int:
         f = summary["final"]
         print(f"{summary['method']} on {summary['setting']} (seed {summary['seed']}), {summary['iterations_done']} iterations: "
               f"top-1 {100 * f['top1']:.2f}%  balanced {100 * f['balanced_acc']:.2f}%  "
-              f"(EMA model, {summary['head']} head) -> {os.path.join(args.save_dir, args.save_name, 'summary.json')}")
+              f"(EMA model, {summary['head']} head) -> {os.path.join(run_dir(args), SUMMARY)}")
     return 0
 
 
 def _eval(ns) -> int:
-    from .checkpoint import CheckpointError, atomic_json_dump
+    from .checkpoint import atomic_json_dump
     from .config import build_args
-    from .runner import evaluate_checkpoint
+    from .errors import CheckpointError
+    from .evaluation import evaluate_checkpoint
+    from .run_folder import config_path
 
     if not os.path.isfile(ns.checkpoint):
         raise CheckpointError(f"checkpoint not found: {ns.checkpoint}")
-    config = ns.config or os.path.join(os.path.dirname(ns.checkpoint), "config.yaml")
+    config = ns.config or config_path(os.path.dirname(ns.checkpoint))
     if not os.path.isfile(config):
         raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
     args = build_args(None, config, {"resume": False})
@@ -115,7 +118,7 @@ def _eval(ns) -> int:
 
 
 def _data(ns) -> int:
-    from .datasets import FASHION_MNIST_CLASSES, import_idx, import_image_folder
+    from .data_import import FASHION_MNIST_CLASSES, import_idx, import_image_folder
 
     if ns.data_command == "import-idx":
         names = FASHION_MNIST_CLASSES if ns.classes == "fashion-mnist" else (ns.classes.split(",") if ns.classes else None)

@@ -271,11 +271,12 @@ NATURAL_TAIL = {"imagenet127"}
 def finalize(args: argparse.Namespace) -> None:
     """Derived keys and checks that need several keys at once."""
     from .datasets import NUM_CLASSES
+    from .run_folder import checkpoint_path
 
     if args.save_name is None:
         args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"
     if args.load_path is None:
-        args.load_path = os.path.join(args.save_dir, args.save_name, "latest_model.pth")
+        args.load_path = checkpoint_path(os.path.join(args.save_dir, args.save_name))
     for key in ("num_train_iter", "epoch", "num_eval_iter", "num_log_iter", "batch_size", "uratio",
                 "eval_batch_size", "num_classes", "img_size"):
         if getattr(args, key) < 1:
