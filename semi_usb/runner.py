@@ -114,6 +114,15 @@ def fast_step(args, alg) -> None:
         alg.amp_cm = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
+def describe_loaders(alg) -> str:
+    """Which loaders feed the run, as they are now: ``train_lb on-device, ...`` for the fast
+    path's device-side batches, ``USB`` for USB's own loaders (logged into log.txt)."""
+    from .device_loader import DeviceBatches
+
+    return ", ".join(f"{name} {'on-device' if isinstance(loader.collate_fn, DeviceBatches) else 'USB'}"
+                     for name, loader in alg.loader_dict.items() if loader is not None)
+
+
 def build_algorithm(args, tb_log=None, logger=None):
     """The USB algorithm object (datasets, loaders, model, optimizer, hooks) for ``args``."""
     compat.apply()
@@ -188,6 +197,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
     fast_step(args, alg)
+    logger.info(f"data pipeline: {describe_loaders(alg)}")
     alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
     alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
