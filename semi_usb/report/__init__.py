@@ -198,4 +198,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # argparse usage errors / --help
         return int(exc.code) if isinstance(exc.code, int) else 2
     return run_from_args(args)
-

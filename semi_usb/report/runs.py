@@ -146,4 +146,3 @@ def group_runs(runs: Iterable[Run]) -> Dict[Tuple[str, str], List[Run]]:
     ordered = sorted(groups, key=lambda k: (k[0], method_sort_key(k[1])))
     return {k: sorted(groups[k], key=lambda r: (seed_key(r.seed), str(r.path)))
             for k in ordered}
-
