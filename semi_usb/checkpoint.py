@@ -14,9 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing or cannot be read."""
+from .errors import CheckpointError  # noqa: F401  (raised here, re-exported)
 
 
 TEMP_SUFFIX = ".tmp"

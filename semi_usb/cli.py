@@ -1,7 +1,9 @@
 """The ``semilearn`` command: train, eval, data, compare, report.
 
-Errors in input (configuration, data, checkpoints) end with one line on stderr and exit
-status 2; ``--debug`` shows the traceback instead.
+Errors in input (configuration, data, checkpoints, report inputs: every
+:class:`semi_usb.errors.InputError`) end with one line on stderr and exit status 2;
+``--debug`` shows the traceback instead. Building the parser imports nothing heavy (no
+torch, semilearn or matplotlib): each command imports what it needs when it runs.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import argparse
 import json
 import os
 import sys
+
+from .errors import InputError, UsageError
 
 TRAIN_EPILOG = """\
 Any USB key can be given as --key value (or --key=value). Precedence: defaults < --config
@@ -69,16 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(ns, extra: list) -> int:
     from .config import build_args, describe_keys, parse_flags, split_method
+    from .naming import method_label
 
     if ns.help:
         algorithm, imb = (split_method(ns.method, ns.base) if ns.method else (None, None))
         build_parser()._subparsers._group_actions[0].choices["train"].print_help()
-        print("\nkeys" + (f" of {algorithm}{'+' + imb if imb else ''}" if algorithm else " (USB base)") + ":")
+        print("\nkeys" + (f" of {method_label(algorithm, imb)}" if algorithm else " (USB base)") + ":")
         print(describe_keys(algorithm, imb))
         return 0
     if not ns.method and not ns.config:
-        raise _UsageError("train needs --algorithm NAME or --config FILE")
+        raise UsageError("train needs --algorithm NAME or --config FILE")
     args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
+    from .run_folder import SUMMARY, run_dir
     from .runner import train
 
     summary = train(args)
@@ -86,18 +92,20 @@ def _train(ns, extra: list) -> int:
         f = summary["final"]
         print(f"{summary['method']} on {summary['setting']} (seed {summary['seed']}), {summary['iterations_done']} iterations: "
               f"top-1 {100 * f['top1']:.2f}%  balanced {100 * f['balanced_acc']:.2f}%  "
-              f"(EMA model, {summary['head']} head) -> {os.path.join(args.save_dir, args.save_name, 'summary.json')}")
+              f"(EMA model, {summary['head']} head) -> {os.path.join(run_dir(args), SUMMARY)}")
     return 0
 
 
 def _eval(ns) -> int:
-    from .checkpoint import CheckpointError, atomic_json_dump
+    from .checkpoint import atomic_json_dump
     from .config import build_args
-    from .runner import evaluate_checkpoint
+    from .errors import CheckpointError
+    from .evaluation import evaluate_checkpoint
+    from .run_folder import config_path
 
     if not os.path.isfile(ns.checkpoint):
         raise CheckpointError(f"checkpoint not found: {ns.checkpoint}")
-    config = ns.config or os.path.join(os.path.dirname(ns.checkpoint), "config.yaml")
+    config = ns.config or config_path(os.path.dirname(ns.checkpoint))
     if not os.path.isfile(config):
         raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
     args = build_args(None, config, {"resume": False})
@@ -110,7 +118,7 @@ def _eval(ns) -> int:
 
 
 def _data(ns) -> int:
-    from .datasets import FASHION_MNIST_CLASSES, import_idx, import_image_folder
+    from .data_import import FASHION_MNIST_CLASSES, import_idx, import_image_folder
 
     if ns.data_command == "import-idx":
         names = FASHION_MNIST_CLASSES if ns.classes == "fashion-mnist" else (ns.classes.split(",") if ns.classes else None)
@@ -118,13 +126,9 @@ def _data(ns) -> int:
     elif ns.data_command == "import":
         path = import_image_folder(ns.source, ns.data_dir, ns.dataset, ns.name)
     else:
-        raise _UsageError("data needs a subcommand: import or import-idx")
+        raise UsageError("data needs a subcommand: import or import-idx")
     print(f"imported {ns.source} -> {path}")
     return 0
-
-
-class _UsageError(ValueError):
-    pass
 
 
 def main(argv: list | None = None) -> int:
@@ -153,19 +157,10 @@ def main(argv: list | None = None) -> int:
         print("semilearn: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug or not _is_input_error(exc):
+        if debug or not isinstance(exc, InputError):
             raise
         print(f"semilearn {ns.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-def _is_input_error(exc: BaseException) -> bool:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .datasets import DataError
-    from .monitor import NonFiniteError
-
-    return isinstance(exc, (ConfigError, DataError, CheckpointError, NonFiniteError, _UsageError))
 
 
 if __name__ == "__main__":

@@ -13,33 +13,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
-
-
-def parse_setting(setting: str) -> dict:
-    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for."""
-    m = SETTING_RE.match(setting)
-    if not m:
-        from .config import ConfigError
-
-        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>")
-    return {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
-            "ulb_num_labels": m["nu"], "ulb_imb_ratio": m["gu"]}
+from . import run_folder
+from .naming import method_folder, parse_setting
 
 
 def method_dir(algorithm: str) -> str:
     """USB's folder naming: fixmatch, fixmatch_daso, flexmatch, ... (the base as ``train`` picks it)."""
     from .config import split_method
 
-    base, imb = split_method(algorithm)
-    return f"{base}_{imb}" if imb else base
+    return method_folder(*split_method(algorithm))
 
 
 def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,
@@ -67,7 +55,7 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
             run = os.path.join(save_dir, name)
             # USB's protocol files name their own load_path: point it at this run's folder
             flags += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
-                      f"--load_path={os.path.join(run, 'latest_model.pth')}"] + overrides
+                      f"--load_path={run_folder.checkpoint_path(run)}"] + overrides
             runs.append({"name": name, "dir": run, "algorithm": alg, "config": config, "flags": flags})
     return runs
 
@@ -77,11 +65,10 @@ def check_existing(runs: list) -> None:
     another configuration (a finished run would otherwise count as done with, say, the
     old budget; an unfinished one would fail when its turn comes)."""
     from .config import build_args, parse_flags
-    from .runner import check_same_experiment
 
     for r in runs:
-        if os.path.isfile(os.path.join(r["dir"], "config.yaml")):
-            check_same_experiment(build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None),
+        if os.path.isfile(run_folder.config_path(r["dir"])):
+            run_folder.check_same_experiment(build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None),
                                   r["dir"])
 
 
@@ -95,15 +82,10 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def _finished(run: dict) -> bool:
-    """A run is finished once it has its summary (written atomically, at the very end)."""
-    return os.path.isfile(os.path.join(run["dir"], "summary.json"))
-
-
 def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:
     """Run what is not finished; returns the number of failed runs. Stopped (Ctrl-C,
     SIGTERM), it stops the runs it started, which the same command then resumes."""
-    pending = [r for r in runs if not _finished(r)]
+    pending = [r for r in runs if not run_folder.is_finished(r["dir"])]
     for r in runs:
         if r not in pending:
             echo(f"skip {r['name']} (finished)")
@@ -129,12 +111,12 @@ def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: st
     while pending or active:
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
-            if _finished(run):  # by another process meanwhile
+            if run_folder.is_finished(run["dir"]):  # by another process meanwhile
                 echo(f"skip {run['name']} (finished meanwhile)")
                 continue
             free = [g for g in gpus if g not in {a[1] for a in active.values()}]
             gpu = free[0] if free else None
-            state = "resume" if os.path.isfile(os.path.join(run["dir"], "latest_model.pth")) else "start"
+            state = "resume" if run_folder.state_of(run["dir"]) == run_folder.RESUME else "start"
             echo(f"{state} {run['name']}" + (f" on GPU {gpu}" if gpu is not None else ""))
             active[run["name"]] = (_launch(run, gpu, log_dir), gpu, time.time())
         time.sleep(0.5)

@@ -16,11 +16,9 @@ from typing import Any, Callable
 
 import yaml
 
+from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
+from .naming import method_label, method_name, setting_name  # noqa: F401  (re-exported)
 from .plugin import registries
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line."""
 
 
 def str2bool(v: Any) -> bool:
@@ -245,10 +243,10 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
                 continue
             if name not in keys:
                 raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
-                                  f" (for {algorithm}{'+' + imb if imb else ''})")
+                                  f" (for {method_label(algorithm, imb)})")
             values[name] = _convert(keys[name], raw, source)
     if ignored:
-        warn(f"note: ignored keys of other methods (not {algorithm}{'+' + imb if imb else ''}): {', '.join(ignored)}")
+        warn(f"note: ignored keys of other methods (not {method_label(algorithm, imb)}): {', '.join(ignored)}")
     values["algorithm"], values["imb_algorithm"] = algorithm, imb
     args = argparse.Namespace(**values)
     finalize(args)
@@ -270,17 +268,6 @@ def _convert(key: Key, raw: Any, source: str) -> Any:
         raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {raw!r}") from None
 
 
-def method_name(args) -> str:
-    return f"{args.algorithm}_{args.imb_algorithm}" if args.imb_algorithm else args.algorithm
-
-
-def setting_name(args) -> str:
-    """USB's file naming without the seed: ``cifar10_lb1500_100_ulb3000_-100`` (for an image
-    folder, the folder's name stands for the dataset)."""
-    name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
-    return f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
-
-
 # Datasets whose long tail is their own: USB's loader ignores the imbalance keys.
 NATURAL_TAIL = {"imagenet127"}
 
@@ -288,11 +275,12 @@ NATURAL_TAIL = {"imagenet127"}
 def finalize(args: argparse.Namespace) -> None:
     """Derived keys and checks that need several keys at once."""
     from .datasets import NUM_CLASSES
+    from .run_folder import checkpoint_path
 
     if args.save_name is None:
         args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"
     if args.load_path is None:
-        args.load_path = os.path.join(args.save_dir, args.save_name, "latest_model.pth")
+        args.load_path = checkpoint_path(os.path.join(args.save_dir, args.save_name))
     for key in ("num_train_iter", "epoch", "num_eval_iter", "num_log_iter", "batch_size", "uratio",
                 "eval_batch_size", "num_classes", "img_size"):
         if getattr(args, key) < 1:

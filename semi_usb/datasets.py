@@ -1,5 +1,7 @@
-"""Data, offline first: USB's CIFAR/STL/ImageNet loaders without downloads, image folders,
-scikit-learn's digits, and ``semilearn data import``.
+"""Data, offline first: the plugin's datasets (image folders, scikit-learn's digits) and the
+checks that let USB's CIFAR/STL/ImageNet loaders fail with one line instead of downloading.
+The patches that point semilearn's loaders here are in :mod:`semi_usb.compat`;
+``semilearn data import`` is :mod:`semi_usb.data_import`.
 
 Every plugin dataset is split by semilearn's own ``split_ssl_data`` (so N1, M1, gamma_l and
 gamma_u mean exactly what they mean in USB) and wrapped in semilearn's ``BasicDataset`` with
@@ -7,24 +9,17 @@ USB's CIFAR transforms (weak: reflect-pad crop + flip; strong: + ``RandAugment(3
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import shutil
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from .errors import DataError  # noqa: F401  (raised here, re-exported)
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet127": 127, "digits": 10}
-
-
-class DataError(ValueError):
-    """Missing or unusable data; the message says what was looked at and what to do."""
 
 
 @dataclass
@@ -38,7 +33,7 @@ class ImageSet:
 
 # --------------------------------------------------------------------------- image folders
 
-def _class_files(root: str) -> tuple[list, list]:
+def class_files(root: str) -> tuple[list, list]:
     if not os.path.isdir(root):
         raise DataError(f"image folder not found: {root} (expected {root}/<class>/<image>)")
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -64,7 +59,7 @@ def read_image_folder(root: str, size: int | None = None) -> ImageSet:
     """Read ``root/<class>/*`` (classes sorted by name, files sorted by name) into memory."""
     from PIL import Image
 
-    classes, files = _class_files(root)
+    classes, files = class_files(root)
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) under {root}")
     arrays = []
@@ -94,159 +89,9 @@ def _cached_split(root: str, split: str, size: int | None) -> ImageSet:
     return images
 
 
-# --------------------------------------------------------------------------- import
-
-def _extract_archive(src: str, workdir: str) -> str:
-    with tarfile.open(src) as tar:
-        tar.extractall(workdir, filter="data")
-    entries = [e for e in os.listdir(workdir) if not e.startswith(".")]
-    if "train" not in entries and len(entries) == 1 and os.path.isdir(os.path.join(workdir, entries[0])):
-        return os.path.join(workdir, entries[0])
-    return workdir
-
-
-def _write_cifar(root: str, dataset: str, train: ImageSet, test: ImageSet) -> str:
-    """Write torchvision's python layout (the files semilearn's get_cifar reads)."""
-    out = os.path.join(root, CIFAR_DIRS[dataset])
-    os.makedirs(out, exist_ok=True)
-    key = "labels" if dataset == "cifar10" else "fine_labels"
-
-    def dump(name: str, images: ImageSet) -> None:
-        flat = images.data.transpose(0, 3, 1, 2).reshape(len(images.data), -1)
-        with open(os.path.join(out, name), "wb") as f:
-            pickle.dump({"data": flat, key: images.targets.tolist()}, f)
-
-    if dataset == "cifar10":
-        for i, part in enumerate(np.array_split(np.arange(len(train.data)), 5)):
-            dump(f"data_batch_{i + 1}", ImageSet(train.data[part], train.targets[part], train.classes))
-        dump("test_batch", test)
-        meta = {"label_names": train.classes}
-        meta_name = "batches.meta"
-    else:
-        dump("train", train)
-        dump("test", test)
-        meta = {"fine_label_names": train.classes}
-        meta_name = "meta"
-    with open(os.path.join(out, meta_name), "wb") as f:
-        pickle.dump(meta, f)
-    return out
-
-
-def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", name: str | None = None,
-                        img_size: int | None = None) -> str:
-    """Import ``src`` (a folder or .tar.gz holding ``train/<class>/*`` and ``test/<class>/*``).
-
-    ``dataset`` cifar10/cifar100 writes the layout semilearn's own CIFAR loader reads, at
-    ``data_dir/<dataset>/``, in the folder's per-class file order. Otherwise the image
-    folder is copied to ``data_dir/<name>/`` for the ``imagefolder`` dataset. Returns the
-    path written. Nothing existing is overwritten.
-    """
-    if not os.path.exists(src):
-        raise DataError(f"import source not found: {src}")
-    with tempfile.TemporaryDirectory() as work:
-        root = _extract_archive(src, work) if os.path.isfile(src) else src
-        for split in ("train", "test"):
-            if not os.path.isdir(os.path.join(root, split)):
-                raise DataError(f"{src} has no {split}/ folder (expected train/<class>/*, test/<class>/*)")
-        if dataset in CIFAR_DIRS:
-            target = os.path.join(data_dir, dataset, CIFAR_DIRS[dataset])
-            if os.path.exists(target):
-                raise DataError(f"{target} already exists: remove it first to re-import")
-            train = read_image_folder(os.path.join(root, "train"), img_size or 32)
-            test = read_image_folder(os.path.join(root, "test"), img_size or 32)
-            if train.classes != test.classes:
-                raise DataError(f"train/ and test/ of {src} have different classes")
-            if len(train.classes) != NUM_CLASSES[dataset]:
-                raise DataError(f"{src} has {len(train.classes)} classes, {dataset} has {NUM_CLASSES[dataset]}")
-            return _write_cifar(os.path.join(data_dir, dataset), dataset, train, test)
-        target = os.path.join(data_dir, name or "imagefolder")
-        if os.path.exists(target):
-            raise DataError(f"{target} already exists: remove it first to re-import")
-        for split in ("train", "test"):
-            _class_files(os.path.join(root, split))  # validates the layout
-        shutil.copytree(root, target, ignore=shutil.ignore_patterns(".*"))
-        return target
-
-
-FASHION_MNIST_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                         "ankle_boot"]
-
-
-def _read_idx(path: str) -> np.ndarray:
-    """An MNIST-format idx file (optionally .gz) as a numpy array."""
-    import gzip
-    import struct
-
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
-        if zero != 0 or dtype != 0x08:
-            raise DataError(f"{path} is not an unsigned-byte idx file")
-        shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
-
-
-def import_idx(src: str, out: str, class_names: list | None = None) -> str:
-    """MNIST-format files (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
-    ``t10k-...``) in ``src`` -> an image folder ``out/{train,test}/<k>_<class>/<n>.png`` in
-    the files' order (the index prefix keeps the official label order when folders are
-    sorted by name). Debian's dataset-fashion-mnist installs such files in
-    /usr/share/datasets/fashion-mnist."""
-    from PIL import Image
-
-    if os.path.exists(out):
-        raise DataError(f"{out} already exists: remove it first to re-import")
-
-    def find(stem: str) -> str:
-        for name in (stem, stem + ".gz"):
-            if os.path.isfile(os.path.join(src, name)):
-                return os.path.join(src, name)
-        raise DataError(f"{os.path.join(src, stem)}[.gz] not found")
-
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = _read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte"))
-        names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
-        for c, name in enumerate(names):
-            os.makedirs(os.path.join(out, split, f"{c}_{name}"), exist_ok=True)
-        for n, (img, y) in enumerate(zip(images, labels)):
-            Image.fromarray(img).save(os.path.join(out, split, f"{y}_{names[y]}", f"{n:05d}.png"))
-    return out
-
-
 # --------------------------------------------------------------------------- USB datasets offline
 
-def _offline_cifar(base: type) -> type:
-    """torchvision's CIFAR class, reading files semilearn expects without the md5 check.
-
-    torchvision verifies the md5 of each pickle and downloads when it does not match, so
-    CIFAR imported from images (same layout, other bytes) would trigger a download.
-    """
-
-    class OfflineCIFAR(base):  # type: ignore[misc, valid-type]
-        def _check_integrity(self) -> bool:
-            folder = os.path.join(self.root, self.base_folder)
-            return all(os.path.isfile(os.path.join(folder, f)) for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-        def download(self) -> None:
-            if self._check_integrity():
-                return
-            if os.environ.get("SEMI_USB_OFFLINE", "") not in ("", "0"):
-                raise DataError(_missing_message(base.__name__.lower(), self.root))
-            try:
-                super().download()
-            except Exception:
-                raise DataError(_missing_message(base.__name__.lower(), self.root)) from None
-
-    OfflineCIFAR.__name__ = base.__name__
-    return OfflineCIFAR
-
-
-def _missing_message(dataset: str, path: str) -> str:
+def missing_message(dataset: str, path: str) -> str:
     how = {
         "cifar10": f"run `semilearn data import <cifar10 image folder or .tar.gz> --dataset cifar10 --data_dir {os.path.dirname(path) or '.'}`"
                    " or put the official python version (cifar-10-batches-py) there",
@@ -266,7 +111,7 @@ def check_usb_data_present(dataset: str, data_dir: str) -> None:
     }
     path = expected.get(dataset)
     if path and not os.path.isdir(path):
-        raise DataError(_missing_message(dataset, os.path.dirname(path) if dataset == "stl10" else path))
+        raise DataError(missing_message(dataset, os.path.dirname(path) if dataset == "stl10" else path))
 
 
 # --------------------------------------------------------------------------- plugin datasets
@@ -372,45 +217,3 @@ def _imagefolder(args, alg, data_dir):
 
 
 PLUGIN_DATASETS: dict[str, Callable] = {"digits": _digits, "imagefolder": _imagefolder}
-
-
-def make_get_dataset(usb_get_dataset: Callable) -> Callable:
-    """semilearn's ``get_dataset`` extended with the plugin datasets and offline checks."""
-
-    def get_dataset(args, algorithm, dataset, num_labels, num_classes, data_dir="./data", include_lb_to_ulb=True):
-        if dataset in PLUGIN_DATASETS:
-            lb, ulb, ev = PLUGIN_DATASETS[dataset](args, algorithm, data_dir)
-            return {"train_lb": lb, "train_ulb": ulb, "eval": ev, "test": None}
-        check_usb_data_present(dataset, data_dir)
-        return usb_get_dataset(args, algorithm, dataset, num_labels, num_classes, data_dir, include_lb_to_ulb)
-
-    get_dataset.semi_usb_wrapped = usb_get_dataset  # type: ignore[attr-defined]
-    return get_dataset
-
-
-def checked_split(usb_split: Callable) -> Callable:
-    """semilearn's ``split_ssl_data`` that first refuses a split asking a class for more
-    images than it has (USB silently returns fewer)."""
-
-    def split_ssl_data(args, data, targets, num_classes, lb_num_labels, ulb_num_labels=None,
-                       lb_imbalance_ratio=1.0, ulb_imbalance_ratio=1.0, *rest, **kwargs):
-        if num_classes != len(np.unique(np.asarray(targets))):
-            raise DataError(f"{args.dataset} has {len(np.unique(np.asarray(targets)))} classes but num_classes={num_classes}")
-        check_split(np.bincount(np.asarray(targets), minlength=num_classes), lb_num_labels, ulb_num_labels,
-                    lb_imbalance_ratio, ulb_imbalance_ratio, args.dataset)
-        return usb_split(args, data, targets, num_classes, lb_num_labels, ulb_num_labels,
-                         lb_imbalance_ratio, ulb_imbalance_ratio, *rest, **kwargs)
-
-    return split_ssl_data
-
-
-def install(cifar_module) -> None:
-    """Point semilearn's CIFAR loader (cv_datasets/cifar.py) at the offline classes and
-    the checked split."""
-    import types
-    import torchvision
-
-    cifar_module.split_ssl_data = checked_split(cifar_module.split_ssl_data)
-    cifar_module.torchvision = types.SimpleNamespace(datasets=types.SimpleNamespace(
-        CIFAR10=_offline_cifar(torchvision.datasets.CIFAR10),
-        CIFAR100=_offline_cifar(torchvision.datasets.CIFAR100)))

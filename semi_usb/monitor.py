@@ -10,6 +10,8 @@ import time
 import torch
 from semilearn.core.hooks import Hook, ParamUpdateHook
 
+from .errors import NonFiniteError  # noqa: F401  (raised here, re-exported)
+
 
 def _float(v) -> float:
     return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
@@ -66,10 +68,6 @@ class EvalHistoryHook(Hook):
         path = os.path.join(algorithm.save_dir, algorithm.save_name, "eval_history.jsonl")
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced non-finite losses or gradients too many steps in a row."""
 
 
 class GuardedParamUpdateHook(ParamUpdateHook):

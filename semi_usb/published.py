@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple, Optional, Tuple
 
+from .naming import make_setting, normalise_method  # noqa: F401  (make_setting re-exported)
+
 __all__ = [
     "PUBLISHED",
     "PUBLISHED_NET",
@@ -43,20 +45,6 @@ class PublishedEntry(NamedTuple):
 
     value: float
     source: str
-
-
-def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
-                 ulb_num_labels: int, ulb_imb_ratio: float) -> str:
-    """Return USB's setting name, e.g. ``cifar10_lb1500_100_ulb3000_-100``.
-
-    Integral ratios are written without a decimal point, as USB does.
-    """
-
-    def fmt(x: float) -> str:
-        return str(int(x)) if float(x).is_integer() else str(x)
-
-    return (f"{dataset}_lb{int(num_labels)}_{fmt(lb_imb_ratio)}"
-            f"_ulb{int(ulb_num_labels)}_{fmt(ulb_imb_ratio)}")
 
 
 _USB_SOURCE = ("USB results/classic_cv_imb.csv (USB's own table, WRN-28-2, "
@@ -136,5 +124,5 @@ def lookup(method: str, setting: str, net: Optional[str] = PUBLISHED_NET
     """
     if net is not None and net != PUBLISHED_NET:
         return None
-    key = ("".join(method.lower().split()), setting)
+    key = (normalise_method(method), setting)
     return PUBLISHED.get(key)

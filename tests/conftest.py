@@ -1,6 +1,7 @@
 """Shared fixtures: real data only (scikit-learn's digits, CIFAR-10 JPEGs from shared/)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tarfile
@@ -47,16 +48,38 @@ def cifar_subset_data(cifar_subset_folder, tmp_path_factory) -> str:
     return data_dir
 
 
+def as_flags(config: str, values: dict) -> list:
+    """``--config CONFIG --key value ...`` for ``semilearn train``."""
+    out = ["--config", config]
+    for k, v in values.items():
+        out += [f"--{k}", str(v)]
+    return out
+
+
 def digits_flags(tmp_path, iters: int = 6, **extra) -> list:
     """Flags for a few iterations on the quick-start digits config."""
     flags = {"save_dir": str(tmp_path), "num_train_iter": iters, "epoch": 1, "num_eval_iter": max(iters // 2, 1),
              "num_log_iter": 2, "batch_size": 8, "uratio": 2, "use_tensorboard": "False",
              "semi_usb_nonfinite_patience": 5}
     flags.update(extra)
-    out = ["--config", os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")]
-    for k, v in flags.items():
-        out += [f"--{k}", str(v)]
-    return out
+    return as_flags(os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), flags)
+
+
+def only_run(root) -> str:
+    """The one run folder (the folder holding ``summary.json``) anywhere under ``root``."""
+    (run,) = [r for r, _, files in os.walk(root) if "summary.json" in files]
+    return run
+
+
+def run_summary(run) -> dict:
+    """The ``summary.json`` of the run folder ``run``."""
+    with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def error_lines(err: str) -> list:
+    """The lines of stderr that are not notes (``note: ...``)."""
+    return [line for line in err.strip().splitlines() if not line.startswith("note:")]
 
 
 def build_on_digits(method: str, **flags):

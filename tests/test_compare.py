@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import json
 import os
 import signal
 import subprocess
 import time
 
-from conftest import REPO, cli
+from conftest import REPO, cli, run_summary
 from semi_usb.cli import main
 from semi_usb.compare import run_all
 
@@ -39,12 +38,11 @@ def test_compare_then_report(tmp_path, capsys):
     assert main(_compare(save)) == 0
     names = [f"{m}_{SETTING}_{s}" for m in ("fixmatch", "fixmatch_semi") for s in SEEDS]
     for name in names:
-        with open(save / name / "summary.json") as f:
-            summary = json.load(f)
+        summary = run_summary(save / name)
         assert summary["iterations_done"] == 6 and summary["setting"] == SETTING
         assert summary["seed"] == int(name[-1])
     # the same split for every method: identical labeled class counts per seed
-    counts = {n: json.load(open(save / n / "summary.json"))["lb_class_counts"] for n in names}
+    counts = {n: run_summary(save / n)["lb_class_counts"] for n in names}
     assert counts[names[0]] == counts[names[2]] and counts[names[1]] == counts[names[3]]
     capsys.readouterr()
 

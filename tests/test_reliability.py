@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, cli
+from conftest import REPO, as_flags, cli
 from semi_usb.checkpoint import temp_files
 from semi_usb.cli import main
 
@@ -59,10 +59,7 @@ def flags(config: str, save_dir, **extra) -> list:
               "num_log_iter": 1000, "batch_size": 8, "uratio": 2, "use_tensorboard": "False", "num_workers": 0,
               "seed": 0, "semi_usb_nonfinite_patience": 5}
     values.update(extra)
-    out = ["--config", config]
-    for k, v in values.items():
-        out += [f"--{k}", str(v)]
-    return out
+    return as_flags(config, values)
 
 
 def load(path) -> dict:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, digits_flags
+from conftest import REPO, cli, digits_flags, error_lines, only_run, run_summary
 from semi_usb.cli import main
 
 
@@ -41,12 +42,6 @@ def test_plugin_registers_its_names():
         assert out["logits"].shape == (2, 10)
 
 
-def _summary(tmp_path) -> dict:
-    (path,) = [os.path.join(r, "summary.json") for r, _, f in os.walk(tmp_path) if "summary.json" in f]
-    with open(path) as f:
-        return json.load(f)
-
-
 @pytest.mark.parametrize("method,extra", [
     ("fixmatch", {}),
     ("daso", {"daso_num_pretrain_iter": 2, "daso_num_pl_dist_iter": 2}),
@@ -56,14 +51,15 @@ def _summary(tmp_path) -> dict:
 ])
 def test_train_digits(tmp_path, method, extra):
     assert main(["train", "--algorithm", method] + digits_flags(tmp_path, iters=6, **extra)) == 0
-    s = _summary(tmp_path)
+    s = run_summary(only_run(tmp_path))
     assert s["iterations_done"] == 6 and s["model"] == "ema"
     assert s["method"] == ("fixmatch" if method == "fixmatch" else f"fixmatch+{method}")
     assert s["head"] == {"abc": "aux", "acr": "balanced", "semi": "balanced"}.get(method, "standard")
     assert len(s["final"]["per_class_acc"]) == 10 and 0 <= s["final"]["top1"] <= 1
     assert sum(map(sum, s["final"]["confusion_matrix"])) == 397  # the digits test split (1797 - 10 x 140)
     assert s["lb_class_counts"] == [40, 30, 23, 18, 14, 11, 8, 6, 5, 4]  # USB's gamma=10 profile
-    run = os.path.dirname(next(os.path.join(r, f) for r, _, fs in os.walk(tmp_path) for f in fs if f == "summary.json"))
+    run = only_run(tmp_path)
+    assert "data pipeline: train_lb USB, train_ulb USB, eval USB" in open(os.path.join(run, "log.txt")).read()
     for name in ("latest_model.pth", "config.yaml", "versions.json", "eval_history.jsonl", "log.txt"):
         assert os.path.isfile(os.path.join(run, name)), name
 
@@ -75,7 +71,7 @@ def test_train_cifar_subset_and_eval(tmp_path, cifar_subset_data, capsys):
              "--batch_size", "8", "--uratio", "2", "--eval_batch_size", "64", "--num_workers", "0",
              "--save_dir", str(tmp_path), "--use_tensorboard", "True", "--seed", "0"]
     assert main(["train", "--algorithm", "semi", "--semi_warmup_iter", "1"] + flags) == 0
-    s = _summary(tmp_path)
+    s = run_summary(only_run(tmp_path))
     assert s["setting"] == "cifar10_lb30_10_ulb25_-10" and s["head"] == "balanced"
     assert s["lb_class_counts"][0] == 30 and s["ulb_class_counts"][0] == 2  # reversed unlabeled tail
     assert sum(map(sum, s["final"]["confusion_matrix"])) == 200
@@ -90,7 +86,7 @@ def test_train_cifar_subset_and_eval(tmp_path, cifar_subset_data, capsys):
 def test_resume_continues_from_checkpoint(tmp_path):
     flags = digits_flags(tmp_path, iters=4, semi_warmup_iter=1)
     assert main(["train", "--algorithm", "semi"] + flags) == 0
-    s1 = _summary(tmp_path)
+    s1 = run_summary(only_run(tmp_path))
     run = os.path.join(str(tmp_path), s1["save_name"])
     ckpt = torch.load(os.path.join(run, "latest_model.pth"), weights_only=False)
     assert ckpt["it"] == 4 and "semi_state" in ckpt and "acr_tau1_state" in ckpt
@@ -98,16 +94,10 @@ def test_resume_continues_from_checkpoint(tmp_path):
     longer = digits_flags(tmp_path, iters=8, semi_warmup_iter=1)
     assert main(["train", "--algorithm", "semi", "--resume", "True", "--save_name", "longer",
                  "--load_path", os.path.join(run, "latest_model.pth")] + longer) == 0
-    with open(os.path.join(str(tmp_path), "longer", "summary.json")) as f:
-        assert json.load(f)["iterations_done"] == 8
+    assert run_summary(os.path.join(str(tmp_path), "longer"))["iterations_done"] == 8
     log = open(os.path.join(str(tmp_path), "longer", "log.txt")).read()
     assert "resumed from" in log and "at iteration 4" in log
-    assert _summary_of(run)["iterations_done"] == 4  # the first run is left as it was
-
-
-def _summary_of(run: str) -> dict:
-    with open(os.path.join(run, "summary.json")) as f:
-        return json.load(f)
+    assert run_summary(run)["iterations_done"] == 4  # the first run is left as it was
 
 
 def test_acr_and_semi_refuse_another_base(tmp_path, capsys):
@@ -115,17 +105,17 @@ def test_acr_and_semi_refuse_another_base(tmp_path, capsys):
     for argv, line in ((["--algorithm", "flexmatch+semi"], "semi runs on fixmatch only (got flexmatch)"),
                        (["--algorithm", "acr", "--base", "flexmatch"], "acr runs on fixmatch only (got flexmatch)")):
         assert main(["train"] + argv + digits_flags(tmp_path)) == 2
-        err = [e for e in capsys.readouterr().err.strip().splitlines() if not e.startswith("note:")]
+        err = error_lines(capsys.readouterr().err)
         assert err == [f"semilearn train: error: {line}"]
     assert not os.listdir(tmp_path)
 
 
 def test_wrong_usage_is_one_line_exit_2(tmp_path):
-    cmd = [sys.executable, "-m", "semi_usb.cli", "train", "--algorithm", "semi", "--config",
-           os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--semi_bank_sise", "64", "--save_dir", str(tmp_path)]
+    cmd = cli("train", "--algorithm", "semi", "--config",
+           os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--semi_bank_sise", "64", "--save_dir", str(tmp_path))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
-    err = [line for line in proc.stderr.strip().splitlines() if not line.startswith("note:")]
+    err = error_lines(proc.stderr)
     assert len(err) == 1 and "unknown key 'semi_bank_sise'" in err[0] and "semi_bank_size" in err[0]
     assert "Traceback" not in proc.stderr
     assert not os.listdir(tmp_path)
@@ -135,13 +125,44 @@ def test_missing_cifar_is_one_line(tmp_path, capsys):
     code = main(["train", "--algorithm", "fixmatch", "--dataset", "cifar10", "--data_dir", str(tmp_path / "nodata"),
                  "--num_labels", "1500", "--ulb_num_labels", "3000", "--lb_imb_ratio", "100", "--ulb_imb_ratio", "-100",
                  "--save_dir", str(tmp_path / "runs"), "--net", "cnn_tiny", "--num_workers", "0"])
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
+    err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1
     assert str(tmp_path / "nodata" / "cifar10") in err[0] and "semilearn data import" in err[0]
 
 
+COMMANDS = {  # each command and the start of its own help line in `semilearn --help`
+    "train": "train one algorithm", "eval": "evaluate a checkpoint", "data": "prepare data offline",
+    "compare": "run several algorithms", "report": "tables and figures",
+}
+
+
 def test_help_lists_commands():
-    proc = subprocess.run([sys.executable, "-m", "semi_usb.cli", "--help"], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0
-    for cmd in ("train", "eval", "data", "compare", "report"):
-        assert cmd in proc.stdout
+    """Each command has its own line in `semilearn --help` (the usage line's {train,...} list
+    is a fixed string and would name a command that is gone), and `semilearn CMD --help`
+    answers for each."""
+    from semi_usb.cli import build_parser
+
+    text = build_parser().format_help()
+    for cmd, help_start in COMMANDS.items():
+        assert re.search(rf"^\s+{cmd}\s+{re.escape(help_start)}", text, re.M), cmd
+    for cmd in COMMANDS:
+        proc = subprocess.run(cli(cmd, "--help"), capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: ") and f" {cmd}" in proc.stdout.splitlines()[0], cmd
+
+
+def test_config_precedence_defaults_yaml_command_line(tmp_path):
+    """defaults < --config YAML < command line: num_train_iter is set at all three levels
+    (default 20, YAML 40, flag 60: 60 wins), batch_size at two (default 8, YAML 16: 16),
+    uratio only by default (1)."""
+    from semi_usb.config import BASE_KEYS, build_args
+
+    defaults = {k.name: k.default for k in BASE_KEYS}
+    assert (defaults["num_train_iter"], defaults["batch_size"], defaults["uratio"]) == (20, 8, 1)
+    config = tmp_path / "c.yaml"
+    config.write_text("algorithm: fixmatch\ndataset: digits\nnum_classes: 10\nnum_labels: 100\n"
+                      "num_train_iter: 40\nepoch: 1\nbatch_size: 16\n", encoding="utf-8")
+    args = build_args(None, str(config), {"num_train_iter": "60"}, warn=lambda m: None)
+    assert (args.num_train_iter, args.batch_size, args.uratio) == (60, 16, 1)
+    assert build_args(None, str(config), {}, warn=lambda m: None).num_train_iter == 40
+    assert build_args(None, None, {"dataset": "digits", "num_classes": "10", "num_labels": "100"},
+                      warn=lambda m: None).num_train_iter == 20

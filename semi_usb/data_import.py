@@ -1,0 +1,134 @@
+"""``semilearn data import`` / ``import-idx``: image folders, ``.tar.gz`` archives and
+MNIST-format idx files into the layouts the loaders read (:mod:`semi_usb.datasets`; for
+``--dataset cifar10/cifar100``, the files semilearn's own CIFAR loader reads). Nothing
+existing is overwritten.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+
+import numpy as np
+
+from .datasets import CIFAR_DIRS, NUM_CLASSES, ImageSet, class_files, read_image_folder
+from .errors import DataError
+
+
+def _extract_archive(src: str, workdir: str) -> str:
+    with tarfile.open(src) as tar:
+        tar.extractall(workdir, filter="data")
+    entries = [e for e in os.listdir(workdir) if not e.startswith(".")]
+    if "train" not in entries and len(entries) == 1 and os.path.isdir(os.path.join(workdir, entries[0])):
+        return os.path.join(workdir, entries[0])
+    return workdir
+
+
+def _write_cifar(root: str, dataset: str, train: ImageSet, test: ImageSet) -> str:
+    """Write torchvision's python layout (the files semilearn's get_cifar reads)."""
+    out = os.path.join(root, CIFAR_DIRS[dataset])
+    os.makedirs(out, exist_ok=True)
+    key = "labels" if dataset == "cifar10" else "fine_labels"
+
+    def dump(name: str, images: ImageSet) -> None:
+        flat = images.data.transpose(0, 3, 1, 2).reshape(len(images.data), -1)
+        with open(os.path.join(out, name), "wb") as f:
+            pickle.dump({"data": flat, key: images.targets.tolist()}, f)
+
+    if dataset == "cifar10":
+        for i, part in enumerate(np.array_split(np.arange(len(train.data)), 5)):
+            dump(f"data_batch_{i + 1}", ImageSet(train.data[part], train.targets[part], train.classes))
+        dump("test_batch", test)
+        meta = {"label_names": train.classes}
+        meta_name = "batches.meta"
+    else:
+        dump("train", train)
+        dump("test", test)
+        meta = {"fine_label_names": train.classes}
+        meta_name = "meta"
+    with open(os.path.join(out, meta_name), "wb") as f:
+        pickle.dump(meta, f)
+    return out
+
+
+def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", name: str | None = None,
+                        img_size: int | None = None) -> str:
+    """Import ``src`` (a folder or .tar.gz holding ``train/<class>/*`` and ``test/<class>/*``).
+
+    ``dataset`` cifar10/cifar100 writes the layout semilearn's own CIFAR loader reads, at
+    ``data_dir/<dataset>/``, in the folder's per-class file order. Otherwise the image
+    folder is copied to ``data_dir/<name>/`` for the ``imagefolder`` dataset. Returns the
+    path written. Nothing existing is overwritten.
+    """
+    if not os.path.exists(src):
+        raise DataError(f"import source not found: {src}")
+    with tempfile.TemporaryDirectory() as work:
+        root = _extract_archive(src, work) if os.path.isfile(src) else src
+        for split in ("train", "test"):
+            if not os.path.isdir(os.path.join(root, split)):
+                raise DataError(f"{src} has no {split}/ folder (expected train/<class>/*, test/<class>/*)")
+        if dataset in CIFAR_DIRS:
+            target = os.path.join(data_dir, dataset, CIFAR_DIRS[dataset])
+            if os.path.exists(target):
+                raise DataError(f"{target} already exists: remove it first to re-import")
+            train = read_image_folder(os.path.join(root, "train"), img_size or 32)
+            test = read_image_folder(os.path.join(root, "test"), img_size or 32)
+            if train.classes != test.classes:
+                raise DataError(f"train/ and test/ of {src} have different classes")
+            if len(train.classes) != NUM_CLASSES[dataset]:
+                raise DataError(f"{src} has {len(train.classes)} classes, {dataset} has {NUM_CLASSES[dataset]}")
+            return _write_cifar(os.path.join(data_dir, dataset), dataset, train, test)
+        target = os.path.join(data_dir, name or "imagefolder")
+        if os.path.exists(target):
+            raise DataError(f"{target} already exists: remove it first to re-import")
+        for split in ("train", "test"):
+            class_files(os.path.join(root, split))  # validates the layout
+        shutil.copytree(root, target, ignore=shutil.ignore_patterns(".*"))
+        return target
+
+
+FASHION_MNIST_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle_boot"]
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """An MNIST-format idx file (optionally .gz) as a numpy array."""
+    import gzip
+    import struct
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
+        if zero != 0 or dtype != 0x08:
+            raise DataError(f"{path} is not an unsigned-byte idx file")
+        shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+
+
+def import_idx(src: str, out: str, class_names: list | None = None) -> str:
+    """MNIST-format files (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
+    ``t10k-...``) in ``src`` -> an image folder ``out/{train,test}/<k>_<class>/<n>.png`` in
+    the files' order (the index prefix keeps the official label order when folders are
+    sorted by name). Debian's dataset-fashion-mnist installs such files in
+    /usr/share/datasets/fashion-mnist."""
+    from PIL import Image
+
+    if os.path.exists(out):
+        raise DataError(f"{out} already exists: remove it first to re-import")
+
+    def find(stem: str) -> str:
+        for name in (stem, stem + ".gz"):
+            if os.path.isfile(os.path.join(src, name)):
+                return os.path.join(src, name)
+        raise DataError(f"{os.path.join(src, stem)}[.gz] not found")
+
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = _read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte"))
+        names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
+        for c, name in enumerate(names):
+            os.makedirs(os.path.join(out, split, f"{c}_{name}"), exist_ok=True)
+        for n, (img, y) in enumerate(zip(images, labels)):
+            Image.fromarray(img).save(os.path.join(out, split, f"{y}_{names[y]}", f"{n:05d}.png"))
+    return out

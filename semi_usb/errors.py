@@ -1,0 +1,41 @@
+"""Input errors: what the ``semilearn`` command reports as one line on stderr, exit status 2.
+
+Every problem with what the user gave (configuration, data, checkpoint, report inputs, the
+command line) raises a subclass of :class:`InputError`; ``semi_usb.cli.main`` turns any of
+them into ``semilearn <command>: error: <message>`` (``--debug`` shows the traceback). Other
+exceptions are bugs and keep their traceback. Each class also keeps the builtin base it had
+before this module existed (ValueError or RuntimeError), so ``except ValueError`` still works.
+Nothing here imports torch or semilearn.
+"""
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Base of every input error; its message is meant to be a single line."""
+
+
+class ConfigError(InputError, ValueError):
+    """A configuration problem (unknown key, wrong type, impossible setting, run folder)."""
+
+
+class DataError(InputError, ValueError):
+    """Missing or unusable data; the message says what was looked at and what to do."""
+
+
+class CheckpointError(InputError, RuntimeError):
+    """A checkpoint is missing, cannot be read, or does not fit the configured method."""
+
+
+class NonFiniteError(InputError, RuntimeError):
+    """Training produced non-finite losses or gradients too many steps in a row."""
+
+
+class ReportError(InputError, ValueError):
+    """A problem with the report's inputs; its message is folded into a single line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class UsageError(InputError, ValueError):
+    """A command line that names no work to do (e.g. ``train`` without a method or config)."""

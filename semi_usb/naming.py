@@ -1,0 +1,100 @@
+"""The one place that formats setting names and method names.
+
+Two method spellings, both USB's:
+
+* the **label** ``fixmatch+semi`` (base ``+`` imbalanced algorithm; a base alone is its own
+  name), used in ``summary.json``'s ``method``, in reports and in :mod:`semi_usb.published`;
+* the **folder** form ``fixmatch_semi``, USB's ``save_name`` / config-folder naming
+  (``config/classic_cv_imb/fixmatch_semi/...``).
+
+A **setting** is USB's ``save_name`` without the method and the seed:
+``<dataset>_lb<N1>_<gamma_l>_ulb<M1>_<gamma_u>``, e.g. ``cifar10_lb1500_100_ulb3000_-100``.
+Nothing here imports torch or semilearn.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError
+
+SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
+
+
+def method_label(algorithm: str, imb_algorithm: Optional[str] = None) -> str:
+    """``fixmatch`` + ``semi`` -> ``fixmatch+semi``; a base algorithm alone keeps its name."""
+    return f"{algorithm}+{imb_algorithm}" if imb_algorithm else str(algorithm)
+
+
+def method_folder(algorithm: str, imb_algorithm: Optional[str] = None) -> str:
+    """USB's folder / save_name form: ``fixmatch_semi``, ``fixmatch``."""
+    return f"{algorithm}_{imb_algorithm}" if imb_algorithm else str(algorithm)
+
+
+def normalise_method(name: str) -> str:
+    """A method label as reports compare it: lowercase, no spaces."""
+    return "".join(str(name).lower().split())
+
+
+def method_name(args: Any) -> str:
+    """The folder form of the configured method (``args.algorithm``, ``args.imb_algorithm``)."""
+    return method_folder(args.algorithm, args.imb_algorithm)
+
+
+def setting_name(args: Any) -> str:
+    """USB's file naming without the seed, from the configuration, values as configured:
+    ``cifar10_lb1500_100_ulb3000_-100`` (for an image folder, the folder's name stands for
+    the dataset)."""
+    name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
+    return f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+
+
+def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
+                 ulb_num_labels: int, ulb_imb_ratio: float) -> str:
+    """Return USB's setting name, e.g. ``cifar10_lb1500_100_ulb3000_-100``.
+
+    Integral ratios are written without a decimal point, as USB does.
+    """
+
+    def fmt(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    return (f"{dataset}_lb{int(num_labels)}_{fmt(lb_imb_ratio)}"
+            f"_ulb{int(ulb_num_labels)}_{fmt(ulb_imb_ratio)}")
+
+
+def parse_setting(setting: str) -> dict:
+    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for (as strings)."""
+    m = SETTING_RE.match(setting)
+    if not m:
+        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>")
+    return {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
+            "ulb_num_labels": m["nu"], "ulb_imb_ratio": m["gu"]}
+
+
+def summary_method(summary: Mapping[str, Any]) -> Optional[str]:
+    """The normalised method label of a ``summary.json`` (its ``method``, else rebuilt from
+    ``algorithm`` / ``imb_algorithm``); None when it names neither."""
+    method = summary.get("method")
+    if not method:
+        algo = summary.get("algorithm")
+        if not algo:
+            return None
+        method = method_label(str(algo), summary.get("imb_algorithm"))
+    return normalise_method(method)
+
+
+def summary_setting(summary: Mapping[str, Any]) -> Optional[str]:
+    """The canonical setting name rebuilt from a summary's fields (:func:`make_setting`);
+    None when a field is missing or not a number."""
+    keys = ("dataset", "num_labels", "lb_imb_ratio", "ulb_num_labels", "ulb_imb_ratio")
+    if all(summary.get(k) is not None for k in keys):
+        try:
+            return make_setting(str(summary["dataset"]), int(summary["num_labels"]),
+                                float(summary["lb_imb_ratio"]),
+                                int(summary["ulb_num_labels"]),
+                                float(summary["ulb_imb_ratio"]))
+        except (TypeError, ValueError):
+            return None
+    return None

@@ -1,0 +1,148 @@
+"""Reading run folders: ``summary.json`` and ``eval_history.jsonl`` into :class:`Run`, and
+grouping runs by ``(setting, method)`` (see :mod:`semi_usb.report` for the definitions)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Tuple
+
+from semi_usb.errors import ReportError
+from semi_usb.naming import summary_method, summary_setting
+
+#: Methods listed first, in this order; others follow alphabetically.
+METHOD_ORDER: Tuple[str, ...] = ("fixmatch", "fixmatch+daso", "fixmatch+abc",
+                                 "fixmatch+acr", "fixmatch+semi")
+
+
+@dataclass
+class Run:
+    """One training run: its summary, evaluation history and identity."""
+
+    path: Path
+    summary: Dict[str, Any]
+    history: List[Dict[str, Any]]
+    setting: str
+    method: str
+    seed: Any
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``summary.num_classes``)."""
+        return int(self.summary["num_classes"])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read ({exc.strerror})")
+
+
+def load_history(path: Path) -> List[Dict[str, Any]]:
+    """Read an ``eval_history.jsonl`` file.
+
+    Returns the evaluations sorted by iteration ``it``; when an iteration
+    occurs more than once (a resumed run) the last record wins.  A missing
+    file gives an empty list.
+    """
+    if not path.is_file():
+        return []
+    by_it: Dict[int, Dict[str, Any]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read ({exc.strerror})")
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{path}:{lineno}: invalid JSON ({exc.msg})")
+        if not isinstance(rec, dict) or "it" not in rec or "top1" not in rec:
+            raise ReportError(f"{path}:{lineno}: evaluation record needs 'it' and 'top1'")
+        by_it[int(rec["it"])] = rec
+    return [by_it[it] for it in sorted(by_it)]
+
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Load one run directory; raise :class:`ReportError` if it is not one."""
+    path = Path(run_dir)
+    summary_path = path / "summary.json"
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a directory (expected a training run directory)")
+    if not summary_path.is_file():
+        raise ReportError(f"{path}: no summary.json (not a training run directory)")
+    summary = _read_json(summary_path)
+    if not isinstance(summary, dict):
+        raise ReportError(f"{summary_path}: expected a JSON object")
+    method = summary_method(summary)
+    if method is None:
+        raise ReportError(f"{summary_path}: missing 'method' (and 'algorithm')")
+    setting = summary.get("setting") or summary_setting(summary)
+    if not setting:
+        raise ReportError(f"{summary_path}: missing 'setting'")
+    try:
+        num_classes = int(summary["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        raise ReportError(f"{summary_path}: missing or invalid 'num_classes'")
+    if num_classes < 1:
+        raise ReportError(f"{summary_path}: 'num_classes' must be positive")
+    history = load_history(path / "eval_history.jsonl")
+    final = summary.get("final")
+    if not history and not (isinstance(final, dict) and final.get("top1") is not None):
+        raise ReportError(f"{path}: neither eval_history.jsonl nor summary.json 'final.top1'")
+    for rec in history + ([final] if isinstance(final, dict) else []):
+        pca = rec.get("per_class_acc")
+        if pca is not None and len(pca) != num_classes:
+            raise ReportError(f"{path}: per_class_acc has {len(pca)} entries, "
+                              f"num_classes is {num_classes}")
+    return Run(path=path, summary=summary, history=history, setting=str(setting),
+               method=method, seed=summary.get("seed"))
+
+
+def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
+    """Load several run directories (duplicates, by resolved path, once)."""
+    runs: List[Run] = []
+    seen = set()
+    for d in run_dirs:
+        key = Path(d).resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        runs.append(load_run(d))
+    if not runs:
+        raise ReportError("no run directories given")
+    return runs
+
+
+def method_sort_key(method: str) -> Tuple[int, str]:
+    """Sort key: :data:`METHOD_ORDER` first, then alphabetical."""
+    if method in METHOD_ORDER:
+        return (METHOD_ORDER.index(method), "")
+    return (len(METHOD_ORDER), method)
+
+
+def seed_key(seed: Any) -> Tuple[int, Any]:
+    """Sort key of a seed: numbers in order, then anything else as text."""
+    return (0, seed) if isinstance(seed, (int, float)) else (1, str(seed))
+
+
+def group_runs(runs: Iterable[Run]) -> Dict[Tuple[str, str], List[Run]]:
+    """Group runs by ``(setting, method)``.
+
+    Returned in deterministic order: settings alphabetically, methods by
+    :func:`method_sort_key`, runs by seed then path.
+    """
+    groups: Dict[Tuple[str, str], List[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.setting, run.method), []).append(run)
+    ordered = sorted(groups, key=lambda k: (k[0], method_sort_key(k[1])))
+    return {k: sorted(groups[k], key=lambda r: (seed_key(r.seed), str(r.path)))
+            for k in ordered}

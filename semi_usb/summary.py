@@ -1,0 +1,78 @@
+"""A run's ``summary.json``: the EMA model on the test set (USB's eval split) with the
+configuration, class counts, hardware and versions it was obtained with (read by
+``semilearn report``, :mod:`semi_usb.report.runs`)."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import socket
+
+import numpy as np
+import torch
+
+from .naming import method_label, setting_name
+
+# The classifier head each imbalanced algorithm is evaluated with (name, output key).
+EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal")}
+
+
+def versions() -> dict:
+    """Versions of semi_usb, semilearn, torch, torchvision, numpy and python."""
+    import semilearn
+    import torchvision
+
+    from . import __version__
+
+    return {"semi_usb": __version__, "semilearn": getattr(semilearn, "__version__", "0.3.2"),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def hardware() -> dict:
+    """The training device (GPU name or cpu), CPU, torch threads and host."""
+    info = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
+            "num_threads": torch.get_num_threads(), "host": socket.gethostname()}
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+        info["num_gpus"] = torch.cuda.device_count()
+    return info
+
+
+def _class_counts(dataset, num_classes: int) -> list:
+    if dataset is None:
+        return []
+    return np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=num_classes).tolist()
+
+
+def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0) -> dict:
+    """Machine-readable result of the EMA model on the test set (the USB eval split).
+
+    ``wall_time_s`` is the run's training time, summed over the processes that trained it
+    (:func:`semi_usb.resume.train_time_s`); ``resumed_from_it`` is where the last of them
+    started (0 if the run went in one go)."""
+    result = getattr(alg, "last_eval", None)
+    if result is None:
+        alg.evaluate("eval")
+        result = alg.last_eval
+    head = EVAL_HEADS.get(args.imb_algorithm, ("standard", "logits"))[0]
+    per_class = [None if np.isnan(a) else float(a) for a in result.per_class_acc]
+    ds = alg.dataset_dict or {}
+    return {
+        "algorithm": args.algorithm, "imb_algorithm": args.imb_algorithm,
+        "method": method_label(args.algorithm, args.imb_algorithm),
+        "dataset": args.dataset, "net": args.net, "seed": args.seed, "num_classes": args.num_classes,
+        "num_labels": args.num_labels, "ulb_num_labels": args.ulb_num_labels,
+        "lb_imb_ratio": args.lb_imb_ratio, "ulb_imb_ratio": args.ulb_imb_ratio,
+        "setting": setting_name(args), "save_name": args.save_name,
+        "num_train_iter": args.num_train_iter, "iterations_done": int(alg.it),
+        "batch_size": args.batch_size, "uratio": args.uratio,
+        "model": "ema", "head": head,
+        "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
+                  "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),
+                  "class_names": getattr(ds.get("eval"), "class_names", None)},
+        "best": {"it": int(alg.best_it) + 1, "top1": float(alg.best_eval_acc)},
+        "lb_class_counts": _class_counts(ds.get("train_lb"), args.num_classes),
+        "ulb_class_counts": _class_counts(ds.get("train_ulb"), args.num_classes),
+        "hardware": hardware(), "versions": versions(),
+        "wall_time_s": wall_time_s, "resumed_from_it": start_it, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
