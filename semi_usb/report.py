@@ -266,7 +266,9 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     """Load several run directories (duplicates, by resolved path, once)."""
     runs: List[Run] = []
     seen = set()
-    for d in run_dirs:
+    from semi_usb.grid import expand_save_dirs  # a compare --save_dir stands for its runs
+
+    for d in expand_save_dirs(run_dirs):
         key = Path(d).resolve()
         if key in seen:
             continue
@@ -969,6 +971,11 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         writer.writeheader()
         writer.writerows(csv_rows(results))
     written.append(csv_path)
+    from semi_usb.leaderboard import cells_from_groups, render as render_leaderboard
+
+    board = out / "leaderboard.md"  # methods x settings, one table (semi_usb/leaderboard.py)
+    board.write_text(render_leaderboard(cells_from_groups(results), method_sort_key), encoding="utf-8")
+    written.append(board)
     if plots:
         colors = _colors(sorted({g.method for g in results}, key=method_sort_key))
         for setting, groups in _settings(results).items():
