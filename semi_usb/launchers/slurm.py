@@ -225,6 +225,8 @@ class TrainJob:
     def argv(self, env: Mapping[str, str]) -> list:
         run = self.run
         ddp = [f"--{k}={v}" for k, v in rendezvous(env).items()]
+        if env.get("SLURM_CPUS_PER_TASK", "").isdigit() and not any("semi_usb_num_threads" in f for f in run["flags"]):
+            ddp.append(f"--semi_usb_num_threads={env['SLURM_CPUS_PER_TASK']}")  # the job's CPUs, not the node's
         return [sys.executable, "-m", "semi_usb.cli", "train", "--algorithm", run["algorithm"],
                 "--config", run["config"]] + run["flags"] + ddp
 
@@ -290,7 +292,8 @@ def parse_squeue(text: str) -> dict:
 
 def queued(job_ids) -> dict:
     """{job id: (state, reason)} of those of ``job_ids`` that SLURM still has queued or running."""
-    ids = sorted({str(j).split("_")[0] for j in job_ids})
+    job_ids = [str(j) for j in job_ids if j]
+    ids = sorted({j.split("_")[0] for j in job_ids})
     if not ids:
         return {}
     if shutil.which("squeue") is None:
@@ -301,7 +304,7 @@ def queued(job_ids) -> dict:
         if "Invalid job id" in proc.stderr:  # every one of them has left the queue
             return {}
         raise ConfigError(f"squeue failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    wanted = {str(j) for j in job_ids}
+    wanted = set(job_ids)
     return {j: s for j, s in parse_squeue(proc.stdout).items() if j in wanted}
 
 
@@ -372,7 +375,7 @@ def _sbatch_error(exc) -> str:
 
 def wait(job_ids, poll_s: float = 5.0) -> None:
     """Until none of ``job_ids`` is queued or running (requeued jobs count as queued)."""
-    job_ids = [j for j in job_ids if j]
+    job_ids = list(job_ids)
     while queued(job_ids):
         time.sleep(poll_s)
 
