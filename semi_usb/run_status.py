@@ -67,8 +67,7 @@ def saved_iteration(run_dir: str) -> int | None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # being replaced, truncated: no number rather than no status
         return None
-    loop = ckpt.get("semi_usb_loop") or {}
-    return int(loop.get("it", ckpt.get("it", 0)))
+    return int(ckpt.get("it", 0))  # completed iterations (semi_usb.compat stores them, not USB's it + 1)
 
 
 def last_evaluation(run_dir: str) -> tuple | None:

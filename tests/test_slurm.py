@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO
 from semi_usb.cli import main
+from semi_usb.compare import plan
 from semi_usb.launchers.slurm import queued, read_jobs
 from slurm_cluster import SlurmCluster, missing_binaries
 from test_reliability import assert_same_final_state, load
@@ -45,10 +46,13 @@ def _slurm_yaml(tmp_path) -> str:
     return str(path)
 
 
+TRAIN = ("--epoch", "1", "--batch_size", "8", "--use_tensorboard", "False", "--semi_usb_num_threads", "1",
+         "--num_workers", "0")
+
+
 def _grid(save_dir, seeds: str, *extra) -> list:
     return ["--algorithms", "fixmatch", "--setting", SETTING, "--seeds", seeds, "--config", QUICKSTART,
-            "--save_dir", str(save_dir), "--epoch", "1", "--batch_size", "8", "--use_tensorboard", "False",
-            "--semi_usb_num_threads", "1", "--num_workers", "0", *extra]
+            "--save_dir", str(save_dir), *TRAIN, *extra]
 
 
 def _status(capsys, save_dir, seeds, *extra) -> dict:
@@ -71,6 +75,15 @@ def _until(check, timeout_s: float, what: str):
             return got
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_refused_submission_is_one_line_and_leaves_nothing(cluster, tmp_path, capsys):
+    save = tmp_path / "grid"
+    argv = ["compare", "--launcher", "slurm", "--slurm_config", _slurm_yaml(tmp_path), "--slurm_partition", "nope"]
+    assert main(argv + _grid(save, "0")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("semilearn compare: error: sbatch refused the jobs: ") and "partition" in err[0]
+    assert not save.exists()
 
 
 def test_grid_as_job_array_status_then_leaderboard(cluster, tmp_path, capsys):
@@ -117,7 +130,7 @@ def test_grid_as_job_array_status_then_leaderboard(cluster, tmp_path, capsys):
 
 
 def test_signalled_job_checkpoints_requeues_and_resumes_bitwise(cluster, tmp_path, capsys):
-    budget = ("--num_train_iter", "200", "--num_eval_iter", "100", "--num_log_iter", "10")
+    budget = ("--num_train_iter", "120", "--num_eval_iter", "60", "--num_log_iter", "10")
     save, ref = tmp_path / "slurm", tmp_path / "local"
     name = f"fixmatch_{SETTING}_0"
     log = save / "logs" / f"{name}.log"
@@ -126,19 +139,20 @@ def test_signalled_job_checkpoints_requeues_and_resumes_bitwise(cluster, tmp_pat
     job = read_jobs(str(save))[name]
 
     # what SLURM sends signal_delay_s before the time limit (sbatch --signal=USR2@30)
-    _until(lambda: log.is_file() and re.search(r"it [4-9]0/200", log.read_text()), 180, "the job to train")
+    _until(lambda: log.is_file() and re.search(r"it [2-9]0/120", log.read_text()), 240, "the job to train")
     assert cluster.run("scancel", "--signal=USR2", job).returncode == 0
     _until(lambda: "stopped by SIGUSR2" in log.read_text(), 60, "the run to save and stop")
     assert _status(capsys, save, "0", *budget)[name][0] in ("pending", "running")  # requeued, not failed
 
-    # meanwhile, the same run here without interruption
-    assert main(["compare", "--launcher", "local"] + _grid(ref, "0", *budget)) == 0
+    # meanwhile, the same run here without interruption (in this process: no second start-up)
+    run = plan(["fixmatch"], SETTING, [0], "", QUICKSTART, str(ref), [*TRAIN, *budget])[0]
+    assert main(["train", "--algorithm", run["algorithm"], "--config", run["config"]] + run["flags"]) == 0
 
     _until(lambda: not queued([job]), 240, "the requeued job to finish")
     text = log.read_text()
     stopped = int(re.search(r"stopped by SIGUSR2 after iteration (\d+)", text)[1])
     resumed = int(re.search(r"resumed from \S+ at iteration (\d+)", (save / name / "log.txt").read_text())[1])
-    assert 0 < stopped == resumed < 200 and text.count("== SLURM job") == 2, text[-2000:]
+    assert 0 < stopped == resumed < 120 and text.count("== SLURM job") == 2, text[-2000:]
     assert "Restarts=1" in cluster.run("scontrol", "show", "job", job).stdout
     assert (save / name / "summary.json").is_file()
     assert_same_final_state(load(ref / name / "latest_model.pth"), load(save / name / "latest_model.pth"))

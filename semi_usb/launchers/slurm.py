@@ -23,6 +23,7 @@ exists), the ``--slurm_*`` flags. The file holds the same keys as :data:`DEFAULT
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -345,25 +346,50 @@ def to_submit(runs: list, save_dir: str, echo=print) -> list:
 
 def submit(runs: list, opts: Mapping, save_dir: str, echo=print) -> dict:
     """Submit one job per run (an array when there are several); returns {run name: job id}."""
-    import submitit
-
     if not runs:
         return {}
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher slurm needs submitit: pip install -e '.[slurm]'") from None
+    missing = [c for c in ("sbatch", "srun", "squeue", "scontrol") if shutil.which(c) is None]
+    if missing:
+        raise ConfigError(f"--launcher slurm needs the SLURM commands, and {', '.join(missing)} is not on PATH")
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
     log_dir = os.path.join(save_dir, "logs")
-    executor = submitit.SlurmExecutor(folder=os.path.join(log_dir, "slurm", "%j"), max_num_timeout=opts["max_requeues"])
+    slurm_dir = os.path.join(log_dir, "slurm")
+    before = {d: set(os.listdir(d)) if os.path.isdir(d) else None for d in (save_dir, log_dir, slurm_dir)}
+    executor = submitit.SlurmExecutor(folder=os.path.join(slurm_dir, "%j"), max_num_timeout=opts["max_requeues"])
     executor.update_parameters(**executor_parameters(opts, job_name=f"semilearn:{os.path.basename(os.path.abspath(save_dir))}"))
     grace = max(opts["signal_delay_s"] - 15, 10)
     calls = [TrainJob(r, os.path.join(log_dir, r["name"] + ".log"), grace) for r in runs]
     try:
-        with executor.batch():
-            jobs = [executor.submit(c) for c in calls]
-    except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as exc:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr: one line below
+            with executor.batch():
+                jobs = [executor.submit(c) for c in calls]
+    except (FailedJobError, FailedSubmissionError) as exc:
+        _remove_new(before)
         raise ConfigError(f"sbatch refused the jobs: {_sbatch_error(exc)}") from None
     ids = {r["name"]: j.job_id for r, j in zip(runs, jobs)}
     _record_jobs(save_dir, ids)
     for name, job_id in ids.items():
         echo(f"submitted {name} as job {job_id}")
     return ids
+
+
+def _remove_new(before: dict) -> None:
+    """Remove what a refused submission left (submitit writes its files before sbatch runs):
+    ``before`` maps each folder to its entries then (None: it did not exist)."""
+    for folder, entries in reversed(list(before.items())):
+        if not os.path.isdir(folder):
+            continue
+        if entries is None:
+            shutil.rmtree(folder)
+        else:
+            for new in set(os.listdir(folder)) - entries:
+                path = os.path.join(folder, new)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def _sbatch_error(exc) -> str:
