@@ -53,6 +53,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
@@ -138,17 +139,20 @@ def _tail(path: str, n: int = 15) -> str:
 
 
 if __name__ == "__main__":  # a cluster to try the README's SLURM section on: python3 tests/slurm_cluster.py DIR
+    import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "slurm_test_cluster")
     os.makedirs(root, exist_ok=True)
     cluster = SlurmCluster(root).start()
     print(f"one-node SLURM cluster up ({cluster.cpus} CPUs); in another shell:\n  export SLURM_CONF={cluster.conf}\n"
-          "Ctrl-C stops it.", flush=True)
+          "Ctrl-C (or kill PID) stops it.", flush=True)
     try:
         while all(p.poll() is None for p in cluster.procs):
             time.sleep(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         cluster.stop()

@@ -236,7 +236,10 @@ class TrainJob:
 
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
         with open(self.log, "a", encoding="utf-8") as log:
-            log.write(f"== SLURM job {os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} "
+            env = os.environ
+            job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if env.get("SLURM_ARRAY_JOB_ID")
+                   else env.get("SLURM_JOB_ID"))
+            log.write(f"== SLURM job {job} on {os.uname().nodename} "
                       f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)})\n")
             log.flush()
             self._proc = subprocess.Popen(self.argv(os.environ), stdout=log, stderr=subprocess.STDOUT)
@@ -329,7 +332,10 @@ def _record_jobs(save_dir: str, jobs: dict) -> None:
 # ----------------------------------------------------------------------------- submit
 
 def to_submit(runs: list, save_dir: str, echo=print) -> list:
-    """The runs that are neither finished nor held by a job SLURM still has."""
+    """The runs that are neither finished nor held by a job SLURM still has (or by a process
+    here: the run lock)."""
+    from ..run_status import lock_held
+
     recorded = read_jobs(save_dir)
     active = queued(recorded[r["name"]] for r in runs if r["name"] in recorded)
     out = []
@@ -339,6 +345,8 @@ def to_submit(runs: list, save_dir: str, echo=print) -> list:
             echo(f"skip {r['name']} (finished)")
         elif job in active:
             echo(f"skip {r['name']} (job {job} {active[job][0].lower()})")
+        elif os.path.isdir(r["dir"]) and lock_held(r["dir"]):
+            echo(f"skip {r['name']} (a process is training it: its lock is held)")
         else:
             out.append(r)
     return out
