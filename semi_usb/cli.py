@@ -85,9 +85,14 @@ def _train(ns, extra: list) -> int:
         raise UsageError("train needs --algorithm NAME or --config FILE")
     args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
     from .run_folder import SUMMARY, run_dir
+    from .preempt import Preempted
     from .runner import train
 
-    summary = train(args)
+    try:
+        summary = train(args)
+    except Preempted as stop:  # a scheduler's signal: checkpoint saved, exit 75 (semi_usb/preempt.py)
+        print(f"semilearn train: {stop.message}", file=sys.stderr)
+        return stop.code
     if summary is not None:
         f = summary["final"]
         print(f"{summary['method']} on {summary['setting']} (seed {summary['seed']}), {summary['iterations_done']} iterations: "

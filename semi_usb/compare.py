@@ -8,6 +8,10 @@ and interrupted ones resume from their checkpoint; a run folder that holds anoth
 configuration (say, an earlier budget) is an error before anything runs. Runs go one after
 another, or ``--jobs N`` at a time (one GPU each when GPUs are visible). Stopping compare
 (Ctrl-C, SIGTERM) stops its runs; the same command resumes them.
+
+Several settings (a comma list) or a named grid (``--grid classic_cv_imb``) make a grid of
+methods x settings x seeds; ``--launcher slurm`` runs each as a SLURM job
+(semi_usb/launchers/slurm.py), ``--status`` shows where each run stands.
 """
 from __future__ import annotations
 
@@ -157,25 +161,43 @@ def _stop(active: dict, echo, grace_s: float = 30.0) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="run several algorithms on the same setting and seeds",
+    p = sub.add_parser("compare", help="run several algorithms on the same settings and seeds",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Any further --key value is passed to every run (e.g. --num_train_iter 2000).")
-    p.add_argument("--algorithms", required=True, help="comma list: fixmatch,daso,abc,acr,semi")
-    p.add_argument("--setting", required=True, help="USB setting name, e.g. cifar10_lb1500_100_ulb3000_-100")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--config_dir", default="config/classic_cv_imb")
+    p.add_argument("--algorithms", help="comma list: fixmatch,daso,abc,acr,semi")
+    p.add_argument("--setting", help="USB setting name(s), comma list, e.g. cifar10_lb1500_100_ulb3000_-100")
+    p.add_argument("--grid", help="a named grid of methods x settings x seeds (semi_usb/grid.py): classic_cv_imb")
+    p.add_argument("--seeds", help="comma list (default 0,1,2)")
+    p.add_argument("--config_dir", help="protocol files (default config/classic_cv_imb)")
     p.add_argument("--config", help="base YAML for settings without a protocol file")
     p.add_argument("--save_dir", default="./saved_models/compare")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each when GPUs are visible)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: a process pool here (--jobs); slurm: one SLURM job per run (semi_usb/launchers/slurm.py)")
+    p.add_argument("--status", action="store_true", help="show every run's state (finished / running / pending / "
+                   "failed / not started) instead of running anything")
     p.add_argument("--debug", action="store_true")
+    from .launchers.slurm import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main, takes_extra=True)
 
 
 def main(ns, extra: list | None = None) -> int:
-    runs = plan([a.strip() for a in ns.algorithms.split(",") if a.strip()], ns.setting,
-                [int(s) for s in ns.seeds.split(",")], ns.config_dir, ns.config, ns.save_dir, list(extra or []))
+    from .grid import axes, plan_grid
+
+    algorithms, settings, seeds, config_dir = axes(ns.grid, ns.algorithms, ns.setting, ns.seeds, ns.config_dir)
+    runs = plan_grid(algorithms, settings, seeds, config_dir, ns.config, ns.save_dir, list(extra or []))
+    if ns.status:
+        from .run_status import main as status
+
+        return status(runs, ns.save_dir)
     check_existing(runs)
+    if ns.launcher == "slurm":
+        from .launchers import slurm
+
+        return slurm.main(runs, ns)
     failed = run_all(runs, ns.jobs, os.path.join(ns.save_dir, "logs"))
-    print(f"{len(runs) - failed}/{len(runs)} runs finished; report with: semilearn report "
-          + " ".join(r["dir"] for r in runs) + " --out results/<name>/")
+    print(f"{len(runs) - failed}/{len(runs)} runs finished; report with: semilearn report {ns.save_dir} "
+          "--out results/<name>/")
     return 1 if failed else 0

@@ -64,11 +64,20 @@ def train(args) -> dict | None:
         return folder.summary
     ngpus = torch.cuda.device_count()
     if args.multiprocessing_distributed and ngpus > 0:
+        from . import preempt
+
         args.distributed = True
         args.world_size = ngpus * args.world_size
         if args.dist_url.endswith(":11111"):
             args.dist_url = f"tcp://127.0.0.1:{_free_port()}"
-        torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args, folder))
+        with preempt.catch(preempt.forward_to_children):  # the ranks stop together (preempt.py)
+            try:
+                torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args, folder))
+            except torch.multiprocessing.ProcessExitedException as exc:
+                if exc.exit_code == preempt.PREEMPTED:
+                    raise preempt.Preempted(f"stopped by a signal: checkpoint saved in {folder.path}; resume with "
+                                            "--resume True") from None
+                raise
         return read_summary(folder.path)
     args.multiprocessing_distributed = False
     args.distributed = args.world_size > 1
@@ -189,6 +198,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     """The part of a worker that writes into the run folder: logs, hooks, training, summary."""
     from semilearn.core.utils import TBLog
 
+    from . import preempt
     from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
 
     logger = _logger(args.save_name, path, level)
@@ -203,6 +213,8 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     alg.register_hook(EvalHistoryHook(), "EvalHistoryHook", "NORMAL")
     alg.register_hook(ProgressHook(), "ProgressHook", "LOWEST")
     checkpoint_last(alg)
+    stop = preempt.StopRequest()
+    alg.register_hook(preempt.StopHook(stop), "StopHook", "LOWEST")  # after the checkpoint hook
 
     if resumed:
         logger.info(f"resumed from {args.load_path} at iteration {alg.it}")
@@ -211,7 +223,8 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
         trim_history(path, 0)
 
     t0, start_it = time.time(), int(alg.it)
-    alg.train()
+    with preempt.catch(stop):  # SIGTERM/SIGUSR1/SIGUSR2: save at the next step boundary, exit 75
+        alg.train()
     if not main:
         return None
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here

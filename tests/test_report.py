@@ -218,14 +218,14 @@ def test_pngs(report):
             (w, h), n = _png_size(out / f"{kind}_{setting}.png")
             assert w >= 300 and h >= 200 and n > 5000, (kind, setting, w, h, n)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["results.md", "results.csv"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
+        ["results.md", "results.csv", "leaderboard.md"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
                                          for k in KINDS])
 
 
 def test_deterministic(report, tmp_path):
     out2 = tmp_path / "again"
     assert main([str(d) for d in reversed(report["dirs"])] + ["--out", str(out2)]) == 0
-    for name in ("results.md", "results.csv", f"acc_curve_{SETTING_A}.png"):
+    for name in ("results.md", "results.csv", "leaderboard.md", f"acc_curve_{SETTING_A}.png"):
         assert (out2 / name).read_bytes() == (report["out"] / name).read_bytes(), name
 
 

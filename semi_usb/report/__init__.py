@@ -77,6 +77,7 @@ from typing import Any, List, Optional, Sequence
 
 from semi_usb.errors import ReportError
 
+from .leaderboard import cells_from_groups, render as render_leaderboard
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
 from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
 from .scores import (FINAL_WINDOW, GMEAN_FLOOR, HEAD_FRACTION, METRICS, Aggregate, GroupResult,
@@ -144,7 +145,9 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         writer = csv.DictWriter(fh, fieldnames=csv_columns(), lineterminator="\n")
         writer.writeheader()
         writer.writerows(csv_rows(results))
-    return [md, csv_path] + (write_figures(results, out) if plots else [])
+    board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
+    board.write_text(render_leaderboard(cells_from_groups(results), method_sort_key), encoding="utf-8")
+    return [md, csv_path, board] + (write_figures(results, out) if plots else [])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -111,7 +111,9 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     """Load several run directories (duplicates, by resolved path, once)."""
     runs: List[Run] = []
     seen = set()
-    for d in run_dirs:
+    from semi_usb.grid import expand_save_dirs  # a compare --save_dir stands for its runs
+
+    for d in expand_save_dirs(run_dirs):
         key = Path(d).resolve()
         if key in seen:
             continue
