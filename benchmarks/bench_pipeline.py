@@ -22,6 +22,7 @@ import datetime
 import os
 import sys
 import time
+import traceback
 
 import torch
 
@@ -138,18 +139,28 @@ def main(argv=None) -> int:
 
     semi_usb.plugin.register()
 
-    records = []
+    records, failed = [], []
     for method in (ns.algorithms or ns.algorithm).split(","):
         for pl in pipelines:
-            r = {"bench": "pipeline", "method": method, "pipeline": pl,
-                 **rate(method, ns.config, pl, ns.steps, ns.warmup, overrides, ns.seconds, ns.eval)}
+            try:
+                r = {"bench": "pipeline", "method": method, "pipeline": pl,
+                     **rate(method, ns.config, pl, ns.steps, ns.warmup, overrides, ns.seconds, ns.eval)}
+            except Exception:  # noqa: BLE001  (the other combinations still run; exit status 1 at the end)
+                traceback.print_exc()
+                failed.append(f"{method}/{pl}")
+                emit_json({"bench": "pipeline", "method": method, "pipeline": pl,
+                           "error": traceback.format_exc().strip().splitlines()[-1]}, ns.json)
+                continue
             r["extrapolated_train_min"], r["extrapolated_eval_min"] = extrapolate(r, ns.protocol_iters, ns.protocol_eval_every)
             r["protocol_iters"] = ns.protocol_iters
             records.append(r)
             emit_json(r, ns.json)
             print(f"# {method} {pl}: {r['it_s']:.2f} it/s", file=sys.stderr, flush=True)
-    emit(to_markdown(ns, records, overrides), ns.out)
-    return 0
+    if records:
+        emit(to_markdown(ns, records, overrides), ns.out)
+    if failed:
+        print(f"bench_pipeline: {', '.join(failed)} failed (tracebacks above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

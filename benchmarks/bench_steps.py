@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 
 import torch
@@ -191,13 +192,21 @@ def measure(ns, variant: str, config: str, overrides: dict) -> dict:
     rows = {}
     for m, alg in algs.items():
         med = statistics.median(times[m])
-        prof = profile_steps(alg, batches, ns.profile_steps, device) if ns.profile_steps else {}
+        prof, syncs, errors = {}, None, []
+        try:  # a profiler (CUPTI) or sync-debug failure leaves the timings standing
+            prof = profile_steps(alg, batches, ns.profile_steps, device) if ns.profile_steps else {}
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"profile: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        try:
+            syncs = sync_debug_count(alg, batches, ns.sync_steps, device) if ns.sync_steps else None
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"sync debug: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         kernel = prof.get("kernel_ms_per_step")
-        rows[m] = {"median_ms": 1000 * med, "min_ms": 1000 * min(times[m]), "it_s": 1 / med,
+        rows[m] = {"errors": errors, "median_ms": 1000 * med, "min_ms": 1000 * min(times[m]), "it_s": 1 / med,
                    "first_step_s": first_step[m], "peak_mib": mem[m] / 2**20 if m in mem else None,
                    "kernel_ms_per_step": kernel,
                    "gpu_busy": min(kernel / (1000 * med), 1.0) if kernel is not None else None,
-                   "syncs_per_step": sync_debug_count(alg, batches, ns.sync_steps, device) if ns.sync_steps else None,
+                   "syncs_per_step": syncs,
                    "sync_calls_per_step": prof.get("sync_calls_per_step"),
                    "profiled_events": prof.get("events")}
     hw = torch.cuda.get_device_name(0) if device.type == "cuda" else \
@@ -285,13 +294,23 @@ def main(argv=None) -> int:
 
     semi_usb.plugin.register()  # acr, semi
 
-    records = []
+    records, failed = [], []
     for variant in ns.variants.split(","):
-        records.append(measure(ns, variant, ns.config, overrides))
+        try:
+            records.append(measure(ns, variant, ns.config, overrides))
+        except Exception:  # noqa: BLE001  (the other variants still run; exit status 1 at the end)
+            traceback.print_exc()
+            failed.append(variant)
+            emit_json({"bench": "steps", "variant": variant, "error": traceback.format_exc().strip().splitlines()[-1]},
+                      ns.json)
+            continue
         emit_json(records[-1], ns.json)
         print(f"# variant {variant} done", file=sys.stderr, flush=True)
-    emit(to_markdown(records), ns.out)
-    return 0
+    if records:
+        emit(to_markdown(records), ns.out)
+    if failed:
+        print(f"bench_steps: variant(s) {', '.join(failed)} failed (tracebacks above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
