@@ -52,7 +52,7 @@ if [ "$prepare" = 1 ]; then
   mkdir -p "$tmp/.git/info"
   (cd "$tmp" && bash "$wheels_sh" "$abs/wheels")
   rm -rf "$tmp"
-  cp "$tar_src" "$carry/cifar10-jpeg.tar.gz"
+  install -m 644 "$tar_src" "$carry/cifar10-jpeg.tar.gz"
   { git describe --always --dirty 2>/dev/null || echo unknown; } > "$carry/source.txt"
   tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
   extra=$(du -sb "$carry" | cut -f1)
