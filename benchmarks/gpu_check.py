@@ -55,23 +55,6 @@ TRAIN_SECONDS = 180  # each training run, both at once
 SLICES = {"gpu": {"tests": 60, "bank": 40, "data": 150, "steps": 165, "pipeline": 110, "train": TRAIN_SECONDS + 40,
                   "eval": 40},
           "tiny": {"tests": 60, "bank": 40, "data": 60, "steps": 60, "pipeline": 60, "train": 60, "eval": 40}}
-ENV_PROBE = ("import json, os, platform, subprocess, sys, torch\n"
-             "from importlib import metadata\n"
-             "def ver(n):\n"
-             "    try: return metadata.version(n)\n"
-             "    except Exception: return None\n"
-             "i = {'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,\n"
-             "     'cudnn': torch.backends.cudnn.version(), 'cuda_available': torch.cuda.is_available(),\n"
-             "     'semilearn': ver('semilearn'), 'torchvision': ver('torchvision'), 'numpy': ver('numpy'),\n"
-             "     'pillow': ver('pillow'), 'cpus': os.cpu_count()}\n"
-             "if torch.cuda.is_available():\n"
-             "    i['gpu'] = torch.cuda.get_device_name(0)\n"
-             "    i['gpu_memory_gib'] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)\n"
-             "try:\n"
-             "    i['nvidia_smi'] = subprocess.run(['nvidia-smi', '--query-gpu=name,driver_version,memory.total',\n"
-             "        '--format=csv,noheader'], capture_output=True, text=True, timeout=20).stdout.strip()\n"
-             "except Exception: pass\n"
-             "print('ENV ' + json.dumps(i))\n")
 DEFAULT_BUDGET = {"gpu": 480.0, "tiny": 300.0}
 RESERVE_S = 8  # kept for the final report
 EVAL_KEEP_S = 20  # kept after training for the evaluations
@@ -239,11 +222,6 @@ class Check:
         rec = self._finish("env", handle, max(self.budget.slice(60), 1))  # imports torch only
         m = re.search(r"^ENV (.*)$", open(os.path.join(self.work, "logs", "env.log"), encoding="utf-8").read(), re.M)
         env = json.loads(m.group(1)) if m else {}
-        with open(os.path.join(REPO, "semi_usb", "__init__.py"), encoding="utf-8") as f:
-            v = re.search(r'__version__\s*=\s*"([^"]+)"', f.read())
-        env["semi_usb"] = v.group(1) if v else None
-        env["cpu_model"] = _cpu_model()
-        env["source"] = _source(self.ns.carry)
         self.res["env"], self.res["steps"]["env"] = env, rec
         if not self.ns.cpu and not env.get("cuda_available"):
             raise SystemExit("gpu_check: CUDA is not available here (use --cpu --tiny for the CPU rehearsal)")
@@ -371,7 +349,8 @@ class Check:
             rate = 0.5 * steps[0]["methods"][method]["it_s"] if steps else 5.0
             basis = "half the pre-loaded step rate" if steps else "no rate measured: 5 it/s assumed"
         share = 0.6  # two runs share the GPU and the launching CPU threads (a guess; the real count is reported)
-        return max(50, min(PROTOCOL_ITERS, int(rate * share * window))), f"{basis} x {share} (two runs) x {window:.0f} s"
+        iters = max(52, min(PROTOCOL_ITERS, int(rate * share * window)))
+        return iters - iters % 4, f"{basis} x {share} (two runs) x {window:.0f} s"  # the last evaluation at the end
 
     # ------------------------------------------------------------------ results
     def records(self, name: str) -> list:
@@ -398,7 +377,7 @@ class Check:
 
     def main(self) -> int:
         try:
-            env = self._start("env", self.py("-c", ENV_PROBE))
+            env = self._start("env", self.py(os.path.join(BENCH, "gpu_check_env.py"), "--carry", self.ns.carry))
             data = self.start_data()  # in the background: the tests and the bank need no data set
             self.env_probe(env)
             self.group([self.tests(), self.bank()])
@@ -458,27 +437,6 @@ def _atomic(path: str, text: str) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        return m.group(1).strip() if m else ""
-    except OSError:
-        return ""
-
-
-def _source(carry: str) -> str:
-    """The commit of the tree: git where there is one, else what --prepare recorded."""
-    try:
-        r = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10)
-        if r.returncode == 0 and r.stdout.strip():
-            return r.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    path = os.path.join(carry, "source.txt")
-    return open(path, encoding="utf-8").read().strip() + " (recorded by --prepare)" if os.path.isfile(path) else "unknown"
 
 
 def main(argv=None) -> int:
