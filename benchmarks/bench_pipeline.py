@@ -111,8 +111,7 @@ def to_markdown(ns, records: list, overrides: dict) -> str:
         for pl in ("gpu", "fast"):
             if base and (m, pl) in by:
                 lines.append(f"- {m}: speed-up {pl}/usb: **{by[(m, pl)]['it_s'] / base['it_s']:.2f}x**")
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def main(argv=None) -> int:
