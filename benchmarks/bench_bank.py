@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _table import emit  # noqa: E402  (this folder is first on sys.path)
+from _table import emit, emit_json  # noqa: E402  (this folder is first on sys.path)
 
 from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank  # noqa: E402
 from semi_usb.imb_algorithms.semi.plce import semantic_label  # noqa: E402
@@ -232,6 +232,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                     help="torch CPU threads (0: leave torch's default). Default 1: on a small "
                          "shared machine multi-threaded CPU timings are dominated by scheduling noise")
     ap.add_argument("--out", type=str, default=None, help="also write the Markdown table here")
+    ap.add_argument("--json", type=str, default=None, help="append one JSON line per row here (as measured)")
     args = ap.parse_args(argv)
 
     if args.threads > 0:
@@ -249,8 +250,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         for C in args.classes:
             for K in args.sizes:
                 t0 = time.perf_counter()
-                rows.extend(bench_config(C, K, args.dim, args.n, device, args.reps, args.warmup,
-                                         args.ref_budget))
+                new = bench_config(C, K, args.dim, args.n, device, args.reps, args.warmup, args.ref_budget)
+                for r in new:
+                    emit_json({"bench": "bank", "dim": args.dim, "n": args.n, "torch": torch.__version__, **r}, args.json)
+                rows.extend(new)
                 print(f"# {device.type} C={C} K={K} done in {time.perf_counter() - t0:.1f}s",
                       file=sys.stderr, flush=True)
 

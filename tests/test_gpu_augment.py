@@ -2,7 +2,8 @@
 
 USB = semilearn 0.3.2, ``semilearn.datasets.augmentation.randaugment`` (PIL)
 and the torchvision weak transform of ``semilearn/datasets/cv_datasets/cifar.py``.
-All comparisons run on CPU; a CUDA-only test runs when a GPU is present.
+All comparisons run on CPU; the CUDA-only tests (names ending in ``cuda``; run by
+``benchmarks/gpu_check.sh``) repeat the op and pipeline comparisons on the GPU.
 """
 
 from __future__ import annotations
@@ -468,3 +469,28 @@ def test_cuda_matches_cpu_without_sync(cifar):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert w.device == s.device == e.device == xc.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", list(OP_NAMES) + ["Invert"])
+def test_op_matches_usb_pil_on_cuda(name, cifar, ra):
+    """test_op_matches_usb_pil with the batch and the magnitudes on the GPU, same bounds."""
+    imgs, x = cifar
+    mags = _magnitudes(name, len(imgs))
+    ours = apply_op(x.cuda(), name, mags.cuda())
+    assert ours.device.type == "cuda"
+    ref = _to_tensor([getattr(ra, name)(im, float(v)) for im, v in zip(imgs, mags)])
+    mad, mx = _diff(ours.cpu(), ref)
+    assert mad <= MAD_BOUND[name], f"{name} on CUDA: MAD {mad:.5f} > {MAD_BOUND[name]} (max {mx})"
+    assert mx <= (0 if MAD_BOUND[name] == 0.0 else 1), f"{name} on CUDA: max {mx}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rand_augment_pipeline_matches_usb_on_cuda(cifar, ra, monkeypatch):
+    """The whole RandAugment (3 ops + Cutout) on the GPU against USB's, given the same draws."""
+    imgs, x = cifar
+    params = sample_rand_augment_params(len(imgs), 3, generator=torch.Generator().manual_seed(8))
+    ours = apply_rand_augment(x.cuda(), RandAugmentParams(*(t.cuda() for t in params)))
+    ref = _pipeline_reference(ra, imgs, params, monkeypatch)
+    mad, mx = _diff(ours.cpu(), ref)
+    assert mad <= 1e-3, f"pipeline on CUDA: MAD {mad} max {mx}"
