@@ -42,8 +42,13 @@ Choices made here
 * SeMi's memory-bank decay step (``semi_decay_step``): 100 for CIFAR-10 and 200 for
   CIFAR-100 (the authors' values); STL-10 (10 classes, like CIFAR-10) uses 100 and
   ImageNet-127 (many classes, like CIFAR-100) uses 200.
-* SeMi's warm-up (``semi_warmup_iter``) is 5 epochs of ``num_eval_iter``: 5120 for
-  CIFAR/STL, 12500 for ImageNet-127.
+* SeMi's warm-up (``semi_warmup_iter``) is 3000 iterations for every dataset: the authors'
+  script starts PLCE, OHEML and Embedding Align after 6 epochs of 500 iterations (its
+  ``epoch > est_epoch``, ``est_epoch`` 5), i.e. after 3000 steps, whatever the epoch length.
+  It is not rescaled to USB's 1024-iteration epochs (6144) nor to ImageNet-127's budget:
+  the authors give no other value.
+* ACR's estimate: ``acr_u_momentum`` 0.99 (ACR's run commands) and ``acr_class_vector``
+  ``acr_code`` (its released code), for ``fixmatch_acr`` and SeMi's frame alike.
 * The authors' threshold for SeMi (``p_cutoff: 0.7``; USB's protocol keeps 0.95) is the
   method variant ``fixmatch_semi_pc0.7``: its own folder
   ``<out>/fixmatch_semi_pc0.7/fixmatch_semi_pc0.7_<setting>_<seed>.yaml``, identical to the
@@ -227,8 +232,8 @@ ACR_KEYS = {
     "acr_tau2": 2.0,
     "acr_tau12": 2.0,
     "acr_est_epoch": 5,
-    "acr_u_momentum": 0.9,
-    "acr_hist_counts": False,
+    "acr_u_momentum": 0.99,
+    "acr_class_vector": "acr_code",
     "acr_T": 1.0,
 }
 
@@ -250,7 +255,8 @@ SEMI_KEYS = {
     "semi_ealign_T": 0.09,
     "semi_ealign_weight": 0.15,
     "semi_ealign_momentum": 0.9,
-    "semi_warmup_iter": lambda cfg: 5 * cfg["num_eval_iter"],
+    "semi_warmup_iter": 3000,
+    "semi_plce_weights": "freq",
 }
 SEMI_PER_DATASET = {
     "cifar10": {"semi_decay_step": 100},

@@ -103,6 +103,8 @@ BASE_KEYS = [
 
 # Keys that USB's published configs carry but that no code reads; accepted with a warning.
 USB_NOOP_KEYS = {"clip": "USB ignores it (the real key is clip_grad)", "c": "config path of USB's train.py"}
+# Keys of earlier versions of the plugin that another key replaced: refused, naming it.
+REPLACED_KEYS = {"acr_hist_counts": "acr_class_vector (presence for False, counts for True; default acr_code)"}
 ALIASES = {"use_amp": "amp", "world-size": "world_size", "dist-url": "dist_url", "dist-backend": "dist_backend",
            "multiprocessing-distributed": "multiprocessing_distributed"}
 
@@ -238,6 +240,8 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
             if name in USB_NOOP_KEYS:
                 warn(f"note: key {name!r} in the {source} does nothing: {USB_NOOP_KEYS[name]}")
                 continue
+            if name in REPLACED_KEYS:
+                raise ConfigError(f"key {name!r} in the {source} was replaced by {REPLACED_KEYS[name]}")
             if name not in keys and name in other:
                 ignored.append(f"{name} ({other[name]})")
                 continue

@@ -45,7 +45,10 @@ class SmallCNN(nn.Module):
         return dict(stem=rf"^{prefix}extract\.0", blocks=rf"^{prefix}extract\.(\d+)")
 
     def no_weight_decay(self) -> list:
-        return [n for n, _ in self.named_parameters() if "bias" in n or ".1." in n]
+        """Biases and batch-norm parameters (every parameter with at most one dimension), the
+        rule of semilearn's ``param_groups_weight_decay``; conv kernels and the classifier's
+        weight keep their weight decay."""
+        return [n for n, p in self.named_parameters() if p.ndim <= 1]
 
 
 def cnn_tiny(num_classes: int, pretrained: bool = False, pretrained_path: str | None = None, **kwargs) -> SmallCNN:

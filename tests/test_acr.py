@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,8 +14,10 @@ from conftest import REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from semi_usb.imb_algorithms.acr.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
-from semi_usb.imb_algorithms.acr.distribution_estimate import (Tau1Estimator, anchors, confident_class_histogram,
-                                                               symmetric_kl, tau1_from_kl, update_u_py)
+from semi_usb.imb_algorithms.acr.distribution_estimate import (CLASS_VECTORS, Tau1Estimator, anchors, class_vector,
+                                                               confident_class_vector, symmetric_kl, tau1_from_kl,
+                                                               update_u_py)
+from semi_usb.imb_algorithms.acr.hooks import Tau1Hook
 
 
 def test_log_prior_and_logit_adjusted_loss_by_hand():
@@ -52,11 +55,22 @@ def test_masked_ce_is_mean_over_all_samples():
     assert masked_ce(logits, y, torch.tensor([1.0, 1.0]), w).item() == pytest.approx((0.5 * ce[0] + ce[1]).item() / 2)
 
 
-def test_histogram_presence_vector_and_counts():
-    probs = torch.tensor([[0.97, 0.02, 0.01], [0.96, 0.02, 0.02], [0.1, 0.1, 0.8], [0.01, 0.98, 0.01]])
-    # class 0 twice confident, class 2 not confident, class 1 once
-    assert confident_class_histogram(probs, 0.95).tolist() == [1.0, 1.0, 0.0]
-    assert confident_class_histogram(probs, 0.95, counts=True).tolist() == [2.0, 1.0, 0.0]
+def test_the_three_class_vectors_on_a_hand_made_batch():
+    """docs/method.md, "ACR", adaptive tau1: class 0 has two confident samples, class 1 a
+    confident one and then a non-confident one, class 2 a non-confident one and then a
+    confident one, class 3 no sample."""
+    probs = torch.tensor([[0.97, 0.01, 0.01, 0.01], [0.96, 0.02, 0.01, 0.01],
+                          [0.01, 0.98, 0.00, 0.01], [0.10, 0.60, 0.20, 0.10],
+                          [0.20, 0.10, 0.60, 0.10], [0.01, 0.01, 0.97, 0.01]])
+    vectors = {kind: confident_class_vector(probs, 0.95, kind).tolist() for kind in CLASS_VECTORS}
+    assert vectors == {"acr_code": [1.0, 0.0, 1.0, 0.0], "presence": [1.0, 1.0, 1.0, 0.0], "counts": [2.0, 1.0, 1.0, 0.0]}
+    # acr_code is what ACR's line gives on the CPU: h[targets] += mask keeps the last sample's mask
+    conf, targets = probs.max(-1)
+    h = torch.zeros(4)
+    h[targets] += conf.ge(0.95).float()
+    assert h.tolist() == vectors["acr_code"]
+    with pytest.raises(ValueError, match="acr_code, presence, counts"):
+        class_vector(targets, conf.ge(0.95), 4, "histogram")
 
 
 def test_u_py_update_and_skip():
@@ -81,20 +95,108 @@ def test_symmetric_kl_anchors_and_tau1():
 
 def test_tau1_estimator_epoch_average():
     pi = torch.tensor([0.7, 0.2, 0.1])
-    est = Tau1Estimator(pi, tau1=2.0)
+    est = Tau1Estimator(pi, tau1=2.0, momentum=0.9)
     probs = torch.tensor([[0.99, 0.005, 0.005]] * 3)
     est.step(probs, 0.95)
     est.step(probs, 0.95)
+    est.step(torch.full((3, 3), 1 / 3), 0.95)  # nothing confident: u_py and the sums unchanged
     u1 = 0.9 * torch.full((3,), 1 / 3) + 0.1 * torch.tensor([1.0, 0, 0])
     u2 = 0.9 * u1 + 0.1 * torch.tensor([1.0, 0, 0])
     kl_sum = symmetric_kl(u1.unsqueeze(0), anchors(pi)) + symmetric_kl(u2.unsqueeze(0), anchors(pi))
-    assert torch.allclose(est.kl_sum, kl_sum)
-    est.end_epoch(update_tau1=False)
-    assert est.tau1.item() == 2.0 and est.steps.item() == 0
+    assert torch.allclose(est.u_py, u2) and torch.allclose(est.kl_sum, kl_sum) and est.steps.item() == 2
+    est.end_epoch(update_tau1=False, epoch_steps=3)
+    assert est.tau1.item() == 2.0 and est.steps.item() == 0 and est.kl_sum.abs().sum() == 0
+    est.end_epoch(update_tau1=True, epoch_steps=3)  # an epoch that added nothing: tau1 stays
+    assert est.tau1.item() == 2.0
     est.step(probs, 0.95)
-    expected = tau1_from_kl(symmetric_kl(est.u_py.unsqueeze(0), anchors(pi)), 0.0, 2.0)
-    est.end_epoch(update_tau1=True)
+    expected = tau1_from_kl(symmetric_kl(est.u_py.unsqueeze(0), anchors(pi)) / 4, 0.0, 2.0)  # / the epoch's steps
+    est.end_epoch(update_tau1=True, epoch_steps=4)
     assert est.tau1.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def acr_released_estimate(batches, py_con, eval_step: int, est_epoch: int, ema_u: float, threshold: float,
+                          tau1: float = 2.0) -> list:
+    """The lines of ACR's released train.py (Wei & Gan) that estimate tau1, transcribed in
+    plain torch: ``probs_b`` stands for ``softmax(logits_u_w_b / T)``; ``mask_l`` is 1 (no
+    labeled image in the unlabeled stream). Returns, per step, the tau1 the step used
+    (``args.adjustment_l1``'s exponent), ``u_py`` and ``count_KL`` after the step."""
+    num_classes = py_con.numel()
+    py_uni = torch.ones(num_classes) / num_classes
+    py_rev = torch.flip(py_con, dims=[0])
+    taumin, taumax = 0, tau1
+    tau = tau1
+    u_py = torch.ones(num_classes) / num_classes
+    KL_div = torch.nn.KLDivLoss(reduction="sum")
+    count_KL = torch.zeros(3)
+    trace = []
+    for epoch in range(len(batches) // eval_step):
+        if epoch > est_epoch:
+            count_KL = count_KL / eval_step
+            KL_softmax = (torch.exp(count_KL[0])) / (torch.exp(count_KL[0]) + torch.exp(count_KL[1]) + torch.exp(count_KL[2]))
+            t = taumin + (taumax - taumin) * KL_softmax
+            if not math.isnan(t):
+                tau = float(t)
+        count_KL = torch.zeros(3)
+        for batch_idx in range(eval_step):
+            probs_b = batches[epoch * eval_step + batch_idx]
+            max_probs_b, targets_u_b = torch.max(probs_b, dim=-1)
+            mask_b = max_probs_b.ge(threshold).float()
+            mask_l = torch.ones_like(mask_b, dtype=torch.bool)
+            now_mask = torch.zeros(num_classes)
+            if epoch > est_epoch:
+                now_mask[targets_u_b] += mask_l * mask_b
+                if now_mask.sum() > 0:
+                    now_mask = now_mask / now_mask.sum()
+                    u_py = ema_u * u_py + (1 - ema_u) * now_mask
+                    KL_con = 0.5 * KL_div(py_con.log(), u_py) + 0.5 * KL_div(u_py.log(), py_con)
+                    KL_uni = 0.5 * KL_div(py_uni.log(), u_py) + 0.5 * KL_div(u_py.log(), py_uni)
+                    KL_rev = 0.5 * KL_div(py_rev.log(), u_py) + 0.5 * KL_div(u_py.log(), py_rev)
+                    count_KL[0] = count_KL[0] + KL_con
+                    count_KL[1] = count_KL[1] + KL_uni
+                    count_KL[2] = count_KL[2] + KL_rev
+            trace.append({"tau1": tau, "u_py": u_py.clone(), "kl_sum": count_KL.clone()})
+    return trace
+
+
+def test_estimate_equals_acr_released_code_over_epochs():
+    """The same batches through ACR's released lines and through our hook and estimator,
+    as the training loop calls them: equal ``u_py``, KL sums and tau1 at every step, except
+    the one deliberate deviation (docs/deviations.md): in the first estimating epoch ACR
+    averages empty sums into tau1 = 2/3, ours keeps 2 until an epoch has added to them."""
+    eval_step, est_epoch, epochs, C = 5, 1, 6, 10
+    counts = torch.tensor([int(1500 * 0.01 ** (c / 9)) for c in range(C)], dtype=torch.float)
+    pi = counts / counts.sum()
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for i in range(epochs * eval_step):
+        logits = torch.randn(16, C, generator=g) * 2.5
+        logits[:, 9 - i % 4] += 3.0  # some confident samples, mostly on labeled-tail classes
+        batches.append(torch.softmax(logits / (8.0 if i % 7 == 3 else 1.0), dim=-1))  # some steps with none
+    ref = acr_released_estimate(batches, pi, eval_step, est_epoch, ema_u=0.99, threshold=0.95)
+
+    alg = SimpleNamespace(it=0, num_iter_per_epoch=eval_step, est_epoch=est_epoch, adaptive_tau1=True, p_cutoff=0.95,
+                          tau1_estimator=Tau1Estimator(pi, 2.0, 0.0, 2.0, 0.99, "acr_code"))
+    hook, ours = Tau1Hook(), []
+    for it, probs in enumerate(batches):  # as semi_usb.resume.train calls the hooks
+        alg.it = it
+        hook.before_train_step(alg)
+        tau_used = alg.tau1_estimator.tau1.item()
+        alg.out_dict = {"ulb": {"probs_bal_w": probs}}
+        hook.after_train_step(alg)
+        ours.append({"tau1": tau_used, "u_py": alg.tau1_estimator.u_py.clone(), "kl_sum": alg.tau1_estimator.kl_sum.clone()})
+
+    first = (est_epoch + 1) * eval_step  # first estimating step
+    vectors = [confident_class_vector(b, 0.95, k) for b in batches[first:] for k in ("acr_code", "presence")]
+    assert any(v.sum() == 0 for v in vectors[0::2]) and any(not torch.equal(a, b) for a, b in
+                                                            zip(vectors[0::2], vectors[1::2]))  # the batches matter
+    assert not torch.equal(ref[-1]["u_py"], ref[first - 1]["u_py"]) and len({round(r["tau1"], 6) for r in ref}) >= 4
+    for it, (r, o) in enumerate(zip(ref, ours)):
+        assert torch.allclose(o["u_py"], r["u_py"], rtol=0, atol=1e-7), it
+        assert torch.allclose(o["kl_sum"], r["kl_sum"], rtol=1e-6, atol=1e-7), it
+        if first <= it < first + eval_step:  # ACR: tau1 from the empty sums of the epoch before
+            assert r["tau1"] == pytest.approx(2 / 3) and o["tau1"] == 2.0, it
+        else:
+            assert o["tau1"] == pytest.approx(r["tau1"], rel=1e-6), it
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -125,6 +227,66 @@ def test_acr_step_matches_the_spec():
     assert log["train/bal_sup_loss"].item() == pytest.approx(l_xb.item(), rel=1e-5)
     assert log["train/bal_unsup_loss"].item() == pytest.approx(l_ub.item(), rel=1e-5, abs=1e-7)
     assert out["loss"].item() == pytest.approx((l_x + l_u + l_xb + l_ub).item(), rel=1e-5)
+
+
+def _python_class_vector(probs, threshold, kind):
+    """The three semantics, sample by sample (docs/method.md, "ACR", adaptive tau1)."""
+    h = [0.0] * probs.shape[1]
+    for conf, c in zip(*probs.max(-1)):
+        confident = float(conf >= threshold)
+        h[c] = {"acr_code": confident, "presence": max(h[c], confident), "counts": h[c] + confident}[kind]
+    return torch.tensor(h)
+
+
+def test_acr_class_vector_reaches_the_estimate_on_digits():
+    """On a real digits batch, with a threshold at which the three semantics differ, the
+    estimate after one step is ``0.99 u + 0.01 h / sum(h)`` with ``h`` of the configured
+    semantics (and of no other). The model is trained 20 steps first (at initialisation
+    the balanced head predicts two classes only), then copied into each algorithm."""
+    flags = {"acr_est_epoch": 0, "num_train_iter": 200, "epoch": 2}  # iteration 100 is in epoch 1: estimating
+    trained = build("acr", **flags)
+    for i, (lb, ulb) in enumerate(zip(trained.loader_dict["train_lb"], trained.loader_dict["train_ulb"])):
+        out, _ = trained.train_step(**trained.process_batch(**lb, **ulb))
+        out["loss"].backward()
+        trained.optimizer.step()
+        trained.optimizer.zero_grad()
+        if i == 20:
+            break
+    probs = trained.train_step(**batch(trained))[0]["ulb"]["probs_bal_w"]
+    found = [t for t in sorted(set(probs.max(-1).values.tolist()))
+             if len({tuple((v / v.sum()).tolist()) for v in (_python_class_vector(probs, t, k) for k in CLASS_VECTORS)
+                     if v.sum() > 0}) == 3]
+    assert found, "no threshold separates the three class vectors on this batch"
+    threshold = found[len(found) // 2]
+    u = {}
+    for kind in CLASS_VECTORS:
+        alg = build("acr", acr_class_vector=kind, **flags)
+        assert alg.tau1_estimator.kind == kind and alg.tau1_estimator.momentum == 0.99  # the new default
+        alg.model.load_state_dict(trained.model.state_dict())
+        alg.p_cutoff, alg.it = threshold, 100
+        alg.out_dict, alg.log_dict = alg.train_step(**batch(alg))
+        assert torch.equal(alg.out_dict["ulb"]["probs_bal_w"], probs)
+        alg.hooks_dict["Tau1Hook"].after_train_step(alg)
+        h = _python_class_vector(probs, threshold, kind)
+        assert torch.allclose(alg.tau1_estimator.u_py, 0.99 * torch.full((10,), 0.1) + 0.01 * h / h.sum()), kind
+        u[kind] = alg.tau1_estimator.u_py
+    assert not torch.allclose(u["acr_code"], u["presence"]) and not torch.allclose(u["presence"], u["counts"])
+    assert not torch.allclose(u["acr_code"], u["counts"])
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("acr_hist_counts", "False", "key 'acr_hist_counts' in the command line was replaced by acr_class_vector"),
+    ("acr_class_vector", "histogram", "key 'acr_class_vector' in the command line: expected one of acr_code, "
+                                      "presence, counts, got 'histogram'"),
+])
+def test_old_and_wrong_class_vector_keys_are_one_line_errors(tmp_path, capsys, flag, value, message):
+    from conftest import digits_flags
+    from semi_usb.cli import main
+
+    assert main(["train", "--algorithm", "acr", f"--{flag}", value] + digits_flags(tmp_path)) == 2
+    err = [e for e in capsys.readouterr().err.strip().splitlines() if not e.startswith("note:")]
+    assert len(err) == 1 and message in err[0], err
+    assert not os.listdir(tmp_path)
 
 
 def test_acr_evaluates_the_balanced_head_of_the_ema_model():

@@ -44,8 +44,11 @@ def _probs(step, rank):
     return torch.softmax(logits, dim=1)
 
 
-def _estimator(module, counts):
-    return module.Tau1Estimator(torch.tensor([0.4, 0.3, 0.2, 0.1]), tau1=2.0, momentum=0.9, counts=counts)
+KINDS = ("acr_code", "presence", "counts")
+
+
+def _estimator(module, kind):
+    return module.Tau1Estimator(torch.tensor([0.4, 0.3, 0.2, 0.1]), tau1=2.0, momentum=0.9, kind=kind)
 
 
 def _worker(rank, world, init_file, out_dir):
@@ -72,12 +75,12 @@ def _worker(rank, world, init_file, out_dir):
         hist = PseudoLabelHistogram(C)
         hist.update(_candidates(0, rank)[1], torch.ones(N))
         hist.refresh(all_reduce=True)
-        est = {counts: _estimator(de, counts) for counts in (False, True)}
+        est = {kind: _estimator(de, kind) for kind in KINDS}
         for step in range(STEPS):
             for e in est.values():
                 e.step(_probs(step, rank), 0.9, all_reduce=True)
         for e in est.values():
-            e.end_epoch(update_tau1=True)
+            e.end_epoch(update_tau1=True, epoch_steps=STEPS)
         torch.save({"bank": bank.state_dict(), "center": center.state_dict(), "hist": hist.state_dict(),
                     "est": {k: e.state_dict() for k, e in est.items()}}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -116,14 +119,14 @@ def test_bank_identical_across_ranks(tmp_path):
         assert torch.allclose(states[r]["hist"]["pi_hat"], pi_hat), r
         assert torch.equal(states[r]["hist"]["counts"], torch.bincount(_candidates(0, r)[1], minlength=C)), r
 
-    # ACR's estimate (presence vector and counts) equals one process fed the global batch
+    # ACR's estimate (each class vector) equals one process fed the global batch
     from semi_usb.imb_algorithms.acr import distribution_estimate as de
 
-    for counts in (False, True):
+    for counts in KINDS:
         ref_est = _estimator(de, counts)
         for step in range(STEPS):
             ref_est.step(torch.cat([_probs(step, r) for r in range(WORLD)]), 0.9)
-        ref_est.end_epoch(update_tau1=True)
+        ref_est.end_epoch(update_tau1=True, epoch_steps=STEPS)
         assert ref_est.u_py[2:].sum() > 0.3 and ref_est.u_py[:2].sum() > 0.3  # both ranks' classes
         for r in range(WORLD):
             for key, value in ref_est.state_dict().items():

@@ -76,8 +76,12 @@ def _package_source() -> str:
 
 
 def _defined_as_config_key(key: str, source: str) -> bool:
-    """``SSL_Argument("--key", ...)`` or the runner's ``Key("key", ...)``."""
-    return re.search(rf"""["']--{key}["']|\bKey\(\s*["']{key}["']""", source) is not None
+    """``SSL_Argument("--key", ...)`` or the runner's ``Key("key", ...)``, or a value of a
+    key with named values (``acr_code`` of ``acr_class_vector``: a string in a ``*_VECTORS``
+    or ``*_WEIGHTS`` tuple of the code)."""
+    if re.search(rf"""["']--{key}["']|\bKey\(\s*["']{key}["']""", source):
+        return True
+    return re.search(rf"""^[A-Z_]+(?:VECTORS|WEIGHTS) = \(.*["']{key}["']""", source, re.M) is not None
 
 
 def test_pages_exist():

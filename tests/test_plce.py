@@ -153,3 +153,18 @@ def test_pipeline_bank_to_enhanced_label():
     pt = enhance(_t([[0.4, 0.6]]), q, lam)
     q0, q1 = q[0].tolist()
     assert pt[0].tolist() == pytest.approx([0.8 * 0.4 + 0.2 * q0, 0.8 * 0.6 + 0.2 * q1])
+
+
+def test_class_weights_freq_and_inverse_frequency():
+    from semi_usb.imb_algorithms.semi.plce import class_weights
+
+    counts = torch.tensor([6, 3, 0, 1])
+    assert class_weights(counts).tolist() == pytest.approx([0.6, 0.3, 0.0, 0.1])
+    inv = [1 / 6, 1 / 3, 0.0, 1.0]
+    assert class_weights(counts, "inv_freq").tolist() == pytest.approx([v / sum(inv) for v in inv])
+    assert torch.equal(class_weights(torch.zeros(3, dtype=torch.long), "inv_freq"), torch.zeros(3))
+    with pytest.raises(ValueError):
+        class_weights(counts, "inverse")
+    h = PseudoLabelHistogram(4, weights="inv_freq")
+    h.update(torch.tensor([0, 0, 1]), torch.ones(3))
+    assert h.refresh().tolist() == pytest.approx([1 / 3, 2 / 3, 0.0, 0.0])

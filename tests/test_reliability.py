@@ -29,9 +29,9 @@ QUICKSTART = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
 # Method settings that make every part of the state move within a dozen iterations:
 # p_cutoff 0.12 lets pseudo-labels pass (memory bank, pseudo-label histogram, tau1
 # estimate), semi_warmup_iter 2 switches PLCE, OHEML and Embedding Align on early, and
-# acr_est_epoch 1 makes ACR set tau1 from its estimate at the second epoch's start.
+# acr_est_epoch 0 makes ACR estimate in its second epoch and set tau1 at the third's start.
 SEMI = {"semi_warmup_iter": 2, "semi_decay_step": 3, "p_cutoff": 0.12}
-ACR = {"acr_est_epoch": 1, "p_cutoff": 0.12}
+ACR = {"acr_est_epoch": 0, "p_cutoff": 0.12, "num_train_iter": 18, "epoch": 3}
 EXTRA_STATE = {"semi": ("semi_state", "acr_tau1_state"), "acr": ("acr_tau1_state",)}
 
 
@@ -158,26 +158,26 @@ def snapshots(tmp_path, monkeypatch) -> dict:
 
 @pytest.mark.parametrize("method,extra,every,resume_from", [
     ("semi", SEMI, 3, (3, 6)),  # 6 iterations an epoch: from mid-epoch 0, and from its end
-    ("acr", ACR, 4, (4,)),      # from mid-epoch 0, across the epoch start where tau1 is set
+    ("acr", ACR, 4, (4, 8)),    # from mid-epoch 0 and mid-epoch 1 (mid-sums), across the start where tau1 is set
 ])
 def test_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml, snapshots, method, extra, every,
                                                      resume_from):
-    """12 iterations in 2 epochs, a checkpoint every ``every``; resuming from a copy of a
+    """6 iterations an epoch (12 in 2, ACR 18 in 3), a checkpoint every ``every``; resuming from a copy of a
     mid-run checkpoint ends with exactly the uninterrupted run's checkpoint."""
-    run_flags = dict(extra, num_train_iter=12, epoch=2, num_eval_iter=every)
+    run_flags = {"num_train_iter": 12, "epoch": 2, "num_eval_iter": every, **extra}
     assert main(["train", "--algorithm", method] + flags(digits_yaml, tmp_path / "ref", **run_flags)) == 0
     ref_run = tmp_path / "ref" / "run"
     ref = load(ref_run / "latest_model.pth")
-    assert ref["it"] == 12 and all(k in ref for k in EXTRA_STATE[method])
+    assert ref["it"] == run_flags["num_train_iter"] and all(k in ref for k in EXTRA_STATE[method])
     if method == "semi":  # the extra state is not trivial
         assert ref["semi_state"]["bank"]["filled"].any() and ref["semi_state"]["pl_hist"]["counts"].sum() > 0
     else:
-        assert float(ref["acr_tau1_state"]["tau1"]) != 2.0  # estimated at it 6, not the initial 2.0
+        assert float(ref["acr_tau1_state"]["tau1"]) != 2.0  # estimated at it 12, not the initial 2.0
 
     for it in resume_from:
         mid = load(snapshots[it])
         loop = mid["semi_usb_loop"]
-        assert (mid["it"], loop["epoch"], loop["epoch_step"]) == (it, 0, it)  # epoch 0 has 6 iterations
+        assert (mid["it"], loop["epoch"], loop["epoch_step"]) == (it, it // 6, it % 6)  # 6 iterations an epoch
         assert differences(mid["model"], ref["model"])  # the resumed run has work left to do
         assert_round_trip(snapshots[it], str(ref_run / "config.yaml"), tmp_path / f"again_{it}.pth", method)
 

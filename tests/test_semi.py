@@ -114,3 +114,43 @@ def test_checkpoint_keys_are_the_ones_of_earlier_versions(tmp_path):
     assert set(save["acr_tau1_state"]) == {"anchors", "u_py", "kl_sum", "steps", "tau1"}
     assert set(save["semi_state"]["bank"]) == {"feats", "conf", "filled", "fresh"}
     assert set(save["semi_state"]["pl_hist"]) == {"counts", "pi_hat"}
+
+
+def test_plce_weights_inverse_frequency_on_digits():
+    """``semi_plce_weights: inv_freq``: pi_hat is 1/counts renormalised (0 for a class without
+    a count), and the step's lambda uses it; ``freq`` (the default) is counts / total."""
+    counts = torch.tensor([4, 1, 0, 2, 1, 1, 1, 1, 1, 1])
+    inv = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros(10))
+    for kind, expect in (("freq", counts / counts.sum()), ("inv_freq", inv / inv.sum())):
+        alg = build("semi", semi_warmup_iter=0, semi_plce_weights=kind, num_log_iter=1)
+        alg.pl_hist.counts += counts
+        alg.pl_hist.refresh()
+        assert torch.allclose(alg.pl_hist.pi_hat, expect) and alg.pl_hist.pi_hat[2] == 0, kind
+        alg.it = 50
+        _, log = alg.train_step(**batch(alg))
+        assert abs(log["train/plce_lambda"].item() - (0.4 * 0.5 * expect).mean().item()) < 1e-7
+
+
+def test_readme_readings_tau1_2_and_bank_512_on_digits():
+    """The README command's readings: ``acr_tau1: 2`` gives the standard branch logit-adjusted
+    pseudo-labels (before the warm-up, so PLCE does not mix), ``semi_bank_size: 512`` 512 slots."""
+    alg = build("semi", acr_tau1=2.0, semi_bank_size=512)
+    b = batch(alg)
+    out, _ = alg.train_step(**b)
+    with torch.no_grad():
+        z = alg.model(torch.cat([b["x_lb"], b["x_ulb_w"], b["x_ulb_s"]]))["logits"][b["x_lb"].shape[0]:].chunk(2)[0]
+    expect = torch.softmax(z - 2.0 * alg.log_pi, -1)
+    assert torch.allclose(out["ulb"]["probs"], expect, atol=1e-6)
+    assert not torch.allclose(out["ulb"]["probs"], torch.softmax(z, -1), atol=1e-3)
+    assert alg.bank.state_dict()["conf"].shape == (10, 512)
+
+
+def test_semi_defaults_in_help(capsys):
+    """Warm-up 3000 (the authors' 6 epochs of 500), PLCE weights, ACR's class vector and
+    momentum: all in ``semilearn train --algorithm semi --help``."""
+    assert main(["train", "--algorithm", "semi", "--help"]) == 0
+    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
+             if line.strip().startswith("--")and len(line.split()) > 1}
+    assert lines["--semi_warmup_iter"] == "3000" and lines["--semi_plce_weights"] == "'freq'"
+    assert lines["--acr_class_vector"] == "'acr_code'" and lines["--acr_u_momentum"] == "0.99"
+    assert "--acr_hist_counts" not in lines

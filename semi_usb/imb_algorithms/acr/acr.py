@@ -15,9 +15,10 @@ from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
+from ..arguments import one_of
 from ..state import load_states, save_states
 from .balanced_head import BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, unwrap
-from .distribution_estimate import Tau1Estimator
+from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
 from .hooks import AdjustedPseudoLabelingHook, MethodStateHook, OrMaskingHook, Tau1Hook
 
 
@@ -39,7 +40,7 @@ class ACR(ImbAlgorithmBase):
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         pi = torch.exp(unwrap(self.model).log_prior)
         self.tau1_estimator = Tau1Estimator(pi, args.acr_tau1, args.acr_tau_min, args.acr_tau_max,
-                                            args.acr_u_momentum, args.acr_hist_counts)
+                                            args.acr_u_momentum, args.acr_class_vector)
 
     def acr_init(self, args):
         self.tau2, self.tau12, self.acr_T = args.acr_tau2, args.acr_tau12, args.acr_T
@@ -156,9 +157,12 @@ class ACR(ImbAlgorithmBase):
             SSL_Argument("--acr_tau_max", float, 2.0, "tau1 range: maximum"),
             SSL_Argument("--acr_tau2", float, 2.0, "logit adjustment of the balanced head's supervised loss"),
             SSL_Argument("--acr_tau12", float, 2.0, "logit adjustment of the balanced branch's pseudo-labels"),
-            SSL_Argument("--acr_est_epoch", int, 5, "epochs before tau1 is estimated"),
-            SSL_Argument("--acr_u_momentum", float, 0.9, "EMA momentum of the unlabeled distribution estimate"),
-            SSL_Argument("--acr_hist_counts", str2bool, False,
-                         "count every confident sample (False: ACR's presence vector, as published)"),
+            SSL_Argument("--acr_est_epoch", int, 5,
+                         "the estimate runs in the epochs after this many (ACR's epoch > est_epoch, from 0)"),
+            SSL_Argument("--acr_u_momentum", float, 0.99,
+                         "EMA momentum of the unlabeled distribution estimate (ACR's --ema-u in its commands)"),
+            SSL_Argument("--acr_class_vector", one_of(*CLASS_VECTORS), "acr_code",
+                         "per-step class vector: acr_code (ACR's h[pred] += mask: the mask of the last sample "
+                         "of each predicted class), presence, counts"),
             SSL_Argument("--acr_T", float, 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
         ]

@@ -40,16 +40,24 @@ class OrMaskingHook(Hook):
         return None
 
 
+def estimating(algorithm) -> bool:
+    """Whether this step feeds ACR's estimate: ACR's ``epoch > est_epoch``, with the epoch
+    counted from 0 by iterations (``it // num_iter_per_epoch``)."""
+    return algorithm.it // algorithm.num_iter_per_epoch > algorithm.est_epoch
+
+
 class Tau1Hook(Hook):
-    """Feeds ACR's distribution estimate each step (the global batch's histogram under DDP,
-    so that tau1 is the same on every rank); sets tau1 at each epoch start once
-    ``acr_est_epoch`` epochs have passed (when ``acr_adaptive_tau1``)."""
+    """Feeds ACR's distribution estimate in the steps of the epochs after ``acr_est_epoch``
+    (the global batch under DDP, so that tau1 is the same on every rank), and at each epoch
+    start sets tau1 from the epoch that ended (when ``acr_adaptive_tau1``) and resets the sums."""
 
     def after_train_step(self, algorithm):
-        algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff, all_reduce=True)
+        if estimating(algorithm):
+            algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff,
+                                          all_reduce=True)
 
     def before_train_step(self, algorithm):
         # At each epoch start (by iteration count, so a run resumed mid-epoch stays in step).
-        if algorithm.it > 0 and algorithm.it % algorithm.num_iter_per_epoch == 0:
-            algorithm.tau1_estimator.end_epoch(
-                update_tau1=algorithm.adaptive_tau1 and algorithm.it // algorithm.num_iter_per_epoch >= algorithm.est_epoch)
+        n = algorithm.num_iter_per_epoch
+        if algorithm.it > 0 and algorithm.it % n == 0:
+            algorithm.tau1_estimator.end_epoch(update_tau1=algorithm.adaptive_tau1, epoch_steps=n)

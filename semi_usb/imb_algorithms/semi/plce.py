@@ -6,6 +6,8 @@ Spec: docs/method.md, "SeMi: PLCE" (a class without a prototype takes no part in
   have a prototype.
 * :func:`mix_weights`: ``lambda_c = alpha * progress * pi_hat_c``.
 * :func:`enhance`: ``p~_c = (1 - lambda_c) * p_c + lambda_c * q_c`` (not renormalised).
+* :func:`class_weights`: ``pi_hat`` from the histogram, its frequency (``freq``, as released)
+  or its inverse frequency (``inv_freq``), per ``semi_plce_weights``.
 * :class:`PseudoLabelHistogram`: the class histogram of ``argmax p~`` over confident samples,
   accumulated since the start of training, and ``pi_hat`` refreshed from it once per epoch.
 
@@ -21,7 +23,10 @@ from torch import Tensor
 
 from ..state import all_reduce_sum
 
-__all__ = ["semantic_label", "mix_weights", "enhance", "PseudoLabelHistogram"]
+__all__ = ["semantic_label", "mix_weights", "enhance", "class_weights", "PLCE_WEIGHTS", "PseudoLabelHistogram"]
+
+#: Values of ``semi_plce_weights`` (see :func:`class_weights`).
+PLCE_WEIGHTS = ("freq", "inv_freq")
 
 
 def semantic_label(
@@ -89,18 +94,41 @@ def enhance(p: Tensor, q: Tensor, lam: Tensor) -> Tensor:
     return (1.0 - lam) * p + lam * q
 
 
+def class_weights(counts: Tensor, kind: str = "freq") -> Tensor:
+    """PLCE's per-class weight ``pi_hat`` from the confident pseudo-label counts (docs/method.md,
+    "SeMi: PLCE").
+
+    * ``freq`` (the released script): ``counts / sum(counts)``.
+    * ``inv_freq``: ``(1 / counts)`` renormalised to sum to 1 over the classes with a count;
+      a class with no confident pseudo-label gets 0, as with ``freq`` (it has no prototype
+      either, so PLCE cannot act on it).
+
+    All zeros while no class has a count. Returns float32 on ``counts``' device.
+    """
+    if kind not in PLCE_WEIGHTS:
+        raise ValueError(f"PLCE weights must be one of {', '.join(PLCE_WEIGHTS)}, got {kind!r}")
+    counts = counts.to(torch.float32)
+    if kind == "inv_freq":
+        counts = torch.where(counts > 0, 1.0 / counts.clamp(min=1.0), torch.zeros_like(counts))
+    return counts / counts.sum().clamp(min=torch.finfo(counts.dtype).tiny)
+
+
 class PseudoLabelHistogram:
     """Class histogram of confident pseudo-labels and its normalisation ``pi_hat`` ("SeMi: PLCE").
 
     ``counts`` ``(C,)`` long accumulates, since the start of training, the number of
     confident samples (``mask`` non-zero) per pseudo-label ``argmax p~``; :meth:`update` is
     called every step. ``pi_hat`` ``(C,)`` float is refreshed from ``counts`` only when the
-    caller calls :meth:`refresh` (once per epoch, ``num_eval_iter``). Before any refresh with
-    a non-zero count, ``pi_hat`` is all zeros, hence ``lambda = 0``.
+    caller calls :meth:`refresh` (once per epoch, ``num_eval_iter``), by :func:`class_weights`
+    of kind ``weights``. Before any refresh with a non-zero count, ``pi_hat`` is all zeros,
+    hence ``lambda = 0``.
     """
 
-    def __init__(self, num_classes: int, device: Union[str, torch.device, None] = None) -> None:
-        self.num_classes = int(num_classes)
+    def __init__(self, num_classes: int, device: Union[str, torch.device, None] = None,
+                 weights: str = "freq") -> None:
+        if weights not in PLCE_WEIGHTS:
+            raise ValueError(f"PLCE weights must be one of {', '.join(PLCE_WEIGHTS)}, got {weights!r}")
+        self.num_classes, self.weights = int(num_classes), weights
         device = torch.device("cpu") if device is None else torch.device(device)
         self.counts = torch.zeros(self.num_classes, dtype=torch.long, device=device)
         self.pi_hat = torch.zeros(self.num_classes, dtype=torch.float32, device=device)
@@ -126,14 +154,13 @@ class PseudoLabelHistogram:
 
     @torch.no_grad()
     def refresh(self, all_reduce: bool = False) -> Tensor:
-        """Set ``pi_hat = counts / counts.sum()`` (zeros while no count); returns ``pi_hat``.
+        """Set ``pi_hat = class_weights(counts)`` (zeros while no count); returns ``pi_hat``.
 
         ``all_reduce``: under DDP, from the counts summed over all ranks (each rank keeps its
         own ``counts``), so that ``pi_hat`` is the same on every rank.
         """
         counts = all_reduce_sum(self.counts) if all_reduce else self.counts
-        total = counts.sum().clamp(min=1)
-        self.pi_hat = counts.to(torch.float32) / total.to(torch.float32)
+        self.pi_hat = class_weights(counts, self.weights)
         return self.pi_hat
 
     def state_dict(self) -> Dict[str, Tensor]:

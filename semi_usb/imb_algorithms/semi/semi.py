@@ -21,11 +21,12 @@ from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.acr import ACR
 from ..acr.balanced_head import unwrap
+from ..arguments import one_of
 from .hard_examples import EmbeddingCenter, embedding_align_loss
 from .hooks import (EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook,
                     plce_lambda, warmed_up)
 from .memory_bank import ConfidenceDecayMemoryBank
-from .plce import PseudoLabelHistogram
+from .plce import PLCE_WEIGHTS, PseudoLabelHistogram
 
 # SeMi's frame is ACR with a fixed tau1 = 0 (the released script's default).
 SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False}
@@ -43,7 +44,7 @@ class SeMi(ACR):
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         dim = unwrap(self.model).num_features
         self.bank = ConfidenceDecayMemoryBank(self.num_classes, dim, args.semi_bank_size, args.semi_decay_beta)
-        self.pl_hist = PseudoLabelHistogram(self.num_classes)
+        self.pl_hist = PseudoLabelHistogram(self.num_classes, weights=args.semi_plce_weights)
         self.ealign_center = EmbeddingCenter(dim)
 
     def semi_init(self, args):
@@ -98,9 +99,13 @@ class SeMi(ACR):
             SSL_Argument("--semi_decay_beta", float, 0.99, "confidence decay factor of stale entries"),
             SSL_Argument("--semi_proto_T", float, 0.1, "T_p: temperature of the prototype label q"),
             SSL_Argument("--semi_plce_alpha", float, 0.4, "alpha in lambda = alpha * progress * pi_hat"),
+            SSL_Argument("--semi_plce_weights", one_of(*PLCE_WEIGHTS), "freq",
+                         "pi_hat: freq (confident pseudo-label frequency, as released) or inv_freq (its inverse, "
+                         "renormalised; 0 for a class without any)"),
             SSL_Argument("--semi_oheml_s", float, 0.75, "s in w = s * H + (1 - s)"),
             SSL_Argument("--semi_ealign_T", float, 0.09, "T_e: student temperature (teacher T_e / 5)"),
             SSL_Argument("--semi_ealign_weight", float, 0.15, "lambda_e: weight of the Embedding Align loss"),
             SSL_Argument("--semi_ealign_momentum", float, 0.9, "momentum of the Embedding Align centre"),
-            SSL_Argument("--semi_warmup_iter", int, 5120, "iterations before PLCE, OHEML and Embedding Align start"),
+            SSL_Argument("--semi_warmup_iter", int, 3000,
+                         "iterations before PLCE, OHEML and Embedding Align start (the authors' 6 epochs of 500)"),
         ]
