@@ -126,3 +126,29 @@ def test_fixmatch_two_views_through_its_own_step():
     assert batch["x_ulb_s"].shape[0] == 2 * n and not torch.equal(batch["x_ulb_s"][:n], batch["x_ulb_s"][n:])
     out, log = alg.train_step(**batch)
     assert out["feat"]["x_ulb_s"].shape[0] == 2 * n and math.isfinite(float(log["train/unsup_loss"]))
+
+
+def test_include_lb_to_ulb_puts_the_labeled_images_into_the_unlabeled_set(cifar_subset_data):
+    """semilearn's imbalanced CIFAR split (cifar.py -> utils.split_ssl_data): with
+    include_lb_to_ulb the unlabeled set is the labeled images followed by the M_k of each class."""
+    import numpy as np
+
+    from semi_usb import compat
+    from semi_usb.config import build_args
+
+    compat.apply()
+    from semilearn.datasets.cv_datasets.cifar import get_cifar
+
+    args = build_args("semi", None, {"dataset": "cifar10", "num_classes": "10", "data_dir": cifar_subset_data,
+                                     "num_labels": "20", "ulb_num_labels": "30", "lb_imb_ratio": "10",
+                                     "ulb_imb_ratio": "-10", "save_dir": "/nonexistent", "seed": "0"})
+    sets = {}
+    for include in (False, True):
+        np.random.seed(0)  # split_ssl_data samples with the global numpy RNG
+        sets[include] = get_cifar(args, "fixmatch", "cifar10", 20, 10, cifar_subset_data, include_lb_to_ulb=include)
+    (lb, ulb_apart, _), (lb_in, ulb_in, _) = sets[False], sets[True]
+    assert np.array_equal(lb.data, lb_in.data)
+    assert len(ulb_in) == len(ulb_apart) + len(lb) and len(lb) == sum(int(20 * 10 ** (-k / 9)) for k in range(10))
+    assert np.array_equal(ulb_in.data[:len(lb)], lb.data)  # the labeled images themselves, first
+    count = lambda t: np.bincount(np.asarray(t), minlength=10)  # noqa: E731
+    assert np.array_equal(count(ulb_in.targets), count(ulb_apart.targets) + count(lb.targets))
