@@ -15,6 +15,7 @@ from conftest import build_on_digits, digits_batch, digits_flags, error_lines
 COSINE_END = math.cos(7 * math.pi / 16)  # USB's cosine after num_train_iter steps
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 @pytest.mark.parametrize("method,extra", [("fixmatch", {}), ("semi", {}), ("daso", {"daso_num_pretrain_iter": 2})])
 @pytest.mark.parametrize("schedule", ["usb", "cosine", "constant"])
 def test_lr_schedule_at_the_last_step(method, extra, schedule):
