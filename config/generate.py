@@ -3,7 +3,10 @@
 
 Usage::
 
-    python config/generate.py [--out config/classic_cv_imb] [--check]
+    python config/generate.py [--tree classic_cv_imb|semi_paper] [--out DIR] [--check]
+
+Two trees (``TREES``): ``classic_cv_imb`` (USB's protocol) and ``semi_paper`` (SeMi's and
+ACR's authors' protocol, see "The semi_paper tree" below); without ``--tree`` both.
 
 Without ``--check`` the script writes every file of the tree (only files whose text changed
 are rewritten) and deletes stale ``*.yaml`` files inside the method folders it owns.
@@ -58,6 +61,15 @@ Choices made here
   USB's ``wrn_28_2`` and ``weight_decay: 0.0005`` (some papers use wrn_28_8 / 0.001).
 * ``use_wandb: False`` appears only in the ImageNet-127 files, as in USB's.
 
+The semi_paper tree
+-------------------
+``config/semi_paper/``: fixmatch, fixmatch_acr, fixmatch_semi and fixmatch_semi_pc0.7 on the
+CIFAR-10-LT and CIFAR-100-LT settings, in the authors' protocol (``SEMI_PAPER``): cosine
+learning rate for every method (``lr_schedule: cosine``), ``uratio: 1`` with two strong views
+(``num_strong_views: 2``), the labeled images inside the unlabeled set
+(``include_lb_to_ulb: True``), 500 epochs x 500 iterations with evaluation every 500, SeMi's
+warm-up 3,000 iterations (6 epochs). Everything else is the classic tree's.
+
 Deliberate changes from USB's template
 --------------------------------------
 * ``resume: True`` and ``load_path: .../latest_model.pth`` are kept: our runner resumes an
@@ -79,8 +91,6 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "classic_cv_imb"
-SAVE_DIR = "./saved_models/classic_cv_imb"
 MAX_LISTED = 20  # --check lists at most this many paths per kind of difference
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +156,7 @@ OMIT = object()
 
 BASE = {
     "algorithm": "fixmatch",
-    "save_dir": SAVE_DIR,
+    "save_dir": None,           # filled in: ./saved_models/<tree>
     "save_name": None,          # filled in: the file stem
     "resume": True,
     "load_path": None,          # filled in: <save_dir>/<save_name>/latest_model.pth
@@ -194,6 +204,8 @@ BASE = {
     "lb_imb_ratio": None,       # gamma_l
     "ulb_imb_ratio": None,      # gamma_u
     "ulb_num_labels": None,     # M1 (None: the dataset's own unlabeled set)
+    "lr_schedule": OMIT,        # semi_usb's protocol keys (semi_paper tree)
+    "num_strong_views": OMIT,
     "imb_algorithm": OMIT,
 }
 
@@ -291,6 +303,36 @@ METHODS = [
 
 
 # --------------------------------------------------------------------------------------------
+# Trees: name (folder under config/ and under ./saved_models/), methods, settings and the
+# overrides of BASE that make the protocol.
+# --------------------------------------------------------------------------------------------
+Tree = namedtuple("Tree", "name methods settings overrides")
+
+SEMI_PAPER = {
+    "lr_schedule": "cosine",
+    "uratio": 1,
+    "num_strong_views": 2,
+    "include_lb_to_ulb": True,
+    "epoch": 500,
+    "num_train_iter": 250000,
+    "num_eval_iter": 500,
+    "num_log_iter": 100,
+}
+SEMI_PAPER_KEYS = {**SEMI_KEYS, "semi_warmup_iter": 3000}  # gate `epoch > 5`: 6 x 500 iterations
+
+TREES = [
+    Tree("classic_cv_imb", METHODS, SETTINGS, {}),
+    Tree("semi_paper", [
+        Method("fixmatch", {}, {}, {}),
+        Method("fixmatch_acr", {}, ACR_KEYS, {}),
+        Method("fixmatch_semi", {}, SEMI_PAPER_KEYS, SEMI_PER_DATASET),
+        Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_PAPER_KEYS, SEMI_PER_DATASET),
+    ], [s for s in SETTINGS if s.dataset in ("cifar10", "cifar100")], SEMI_PAPER),
+]
+TREE_NAMES = [t.name for t in TREES]
+
+
+# --------------------------------------------------------------------------------------------
 # Building and rendering
 # --------------------------------------------------------------------------------------------
 def _fmt_gamma(g):
@@ -308,19 +350,22 @@ def config_name(method, setting, seed):
     return f"{method.name}_{setting_tag(setting)}_{seed}"
 
 
-def build_config(method, setting, seed):
-    """The ordered config dict (OMIT keys removed) for one file."""
+def build_config(method, setting, seed, tree=TREES[0]):
+    """The ordered config dict (OMIT keys removed) for one file of ``tree``."""
     if setting.dataset not in DATASETS:
         raise KeyError(f"dataset {setting.dataset!r} has no entry in DATASETS")
     name = config_name(method, setting, seed)
     cfg = dict(BASE)
     cfg.update(DATASETS[setting.dataset])
+    cfg.update(tree.overrides)
     if setting.img_size is not None:
         cfg["img_size"] = setting.img_size
     cfg.update(method.overrides)
+    save_dir = f"./saved_models/{tree.name}"
     cfg.update({
+        "save_dir": save_dir,
         "save_name": name,
-        "load_path": f"{SAVE_DIR}/{name}/latest_model.pth",
+        "load_path": f"{save_dir}/{name}/latest_model.pth",
         "num_labels": setting.n1,
         "dataset": setting.dataset,
         "seed": seed,
@@ -368,13 +413,13 @@ def render(cfg):
     return text
 
 
-def generate_all():
-    """{relative path: file text} for the whole tree."""
+def generate_all(tree=TREES[0]):
+    """{relative path: file text} for the whole of ``tree``."""
     files = {}
-    for method in METHODS:
-        for setting in SETTINGS:
+    for method in tree.methods:
+        for setting in tree.settings:
             for seed in SEEDS:
-                cfg = build_config(method, setting, seed)
+                cfg = build_config(method, setting, seed, tree)
                 rel = f"{method.name}/{cfg['save_name']}.yaml"
                 if rel in files:
                     raise ValueError(f"duplicate config {rel}: check SETTINGS")
@@ -382,10 +427,10 @@ def generate_all():
     return files
 
 
-def _existing(out):
+def _existing(out, tree):
     """Relative paths of the *.yaml files in the method folders this script owns."""
     found = set()
-    for method in METHODS:
+    for method in tree.methods:
         d = out / method.name
         if d.is_dir():
             found.update(f"{method.name}/{p.name}" for p in d.glob("*.yaml"))
@@ -394,15 +439,24 @@ def _existing(out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="root of the tree (default: config/classic_cv_imb next to this script)")
+    parser.add_argument("--tree", choices=TREE_NAMES, default=None,
+                        help="the tree to generate or check (default: all)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="root of the tree (default: config/<tree> next to this script; "
+                             "without --tree: the classic_cv_imb tree)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the tree on disk is not up to date")
     args = parser.parse_args(argv)
-    out = args.out
+    if args.out is not None and args.tree is None:
+        args.tree = "classic_cv_imb"  # the usage before there were two trees
+    trees = [t for t in TREES if args.tree in (None, t.name)]
+    return max(sync_tree(t, args.out or HERE / t.name, args.check) for t in trees)
 
-    files = generate_all()
-    existing = _existing(out)
+
+def sync_tree(tree, out, check):
+    """Write (or, with ``check``, compare) one tree under ``out``; the exit status."""
+    files = generate_all(tree)
+    existing = _existing(out, tree)
     stale = sorted(existing - set(files))
     missing, changed = [], []
     for rel, text in files.items():
@@ -412,7 +466,7 @@ def main(argv=None):
         elif path.read_text() != text:
             changed.append(rel)
 
-    if args.check:
+    if check:
         for label, items in (("missing", missing), ("differs", changed), ("stale", stale)):
             for rel in items[:MAX_LISTED]:
                 print(f"{label}: {out / rel}")
@@ -431,7 +485,7 @@ def main(argv=None):
         path.write_text(files[rel])
     for rel in stale:
         (out / rel).unlink()
-    per_method = {m.name: sum(r.startswith(m.name + "/") for r in files) for m in METHODS}
+    per_method = {m.name: sum(r.startswith(m.name + "/") for r in files) for m in tree.methods}
     for name, n in per_method.items():
         print(f"{name}: {n} files")
     print(f"{out}: {len(files)} files, {len(missing)} new, {len(changed)} rewritten, "

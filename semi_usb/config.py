@@ -91,6 +91,13 @@ BASE_KEYS = [
     Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
     Key("data_pipeline", str, "usb",
         "usb: USB's loaders (PIL augmentation in workers); gpu: images held and augmented on the training device"),
+    # --- protocol keys (docs/protocols.md, "Learning-rate schedule", "Strong views") ---
+    Key("lr_schedule", str, "usb",
+        "usb: USB's (cosine for base algorithms, constant for imbalanced ones on CIFAR/STL); cosine: USB's 7/16 "
+        "cosine for every algorithm; constant: no schedule"),
+    Key("num_strong_views", int, 1,
+        "strong views per unlabeled image: 1 (USB) or 2 (SeMi's and ACR's authors; fixmatch, acr, semi)"),
+    # --- end protocol keys ---
     Key("semi_usb_bf16", str2bool, False,
         "bf16 autocast of the training step (losses and pseudo-labels stay in float32); USB's amp is fp16 + GradScaler"),
     Key("semi_usb_channels_last", str2bool, False, "channels_last memory format for the model (faster convolutions on GPUs)"),
@@ -306,9 +313,25 @@ def finalize(args: argparse.Namespace) -> None:
         raise ConfigError(f"num_classes={args.num_classes} but {args.dataset} has {expected} classes")
     if args.data_pipeline not in ("usb", "gpu"):
         raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {args.data_pipeline!r}")
+    check_protocol_keys(args)
     if not 0 <= args.ema_m < 1:
         raise ConfigError(f"ema_m must be in [0, 1), got {args.ema_m}")
     args.distributed = False  # set by the runner once it knows the devices
+
+
+LR_SCHEDULES = ("usb", "cosine", "constant")
+# (algorithm, imb_algorithm) whose step uses a second strong view (docs/protocols.md, "Strong views").
+TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi")}
+
+
+def check_protocol_keys(args: argparse.Namespace) -> None:
+    """``lr_schedule`` and ``num_strong_views``: known values, two views only where a step uses them."""
+    if args.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {args.lr_schedule!r}")
+    if args.num_strong_views not in (1, 2):
+        raise ConfigError(f"num_strong_views must be 1 or 2, got {args.num_strong_views}")
+    if args.num_strong_views == 2 and (args.algorithm, args.imb_algorithm) not in TWO_VIEW_METHODS:
+        raise ConfigError(f"num_strong_views 2 is supported by fixmatch, acr and semi only (got {method_label(args.algorithm, args.imb_algorithm)})")
 
 
 def to_yaml_dict(args: argparse.Namespace) -> dict:

@@ -65,10 +65,11 @@ class _Indices(torch.utils.data.Dataset):
 class DeviceBatches:
     """Collate function: indices -> a USB batch dict built on the device."""
 
-    def __init__(self, dataset, device, kind: str, augment: GPUAugment, size: int):
+    def __init__(self, dataset, device, kind: str, augment: GPUAugment, size: int, num_strong_views: int = 1):
         self.images = _images(dataset, device, size)
         self.targets = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long, device=device)
         self.kind, self.augment, self.device = kind, augment, device
+        self.num_strong_views = num_strong_views
 
     def __call__(self, indices) -> dict:
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
@@ -76,7 +77,10 @@ class DeviceBatches:
         if self.kind == "lb":
             return {"idx_lb": idx, "x_lb": self.augment.weak(x), "y_lb": self.targets[idx]}
         if self.kind == "ulb":
-            return {"idx_ulb": idx, "x_ulb_w": self.augment.weak(x), "x_ulb_s": self.augment.strong(x)}
+            batch = {"idx_ulb": idx, "x_ulb_w": self.augment.weak(x), "x_ulb_s": self.augment.strong(x)}
+            if self.num_strong_views == 2:  # a second, independent strong view (num_strong_views)
+                batch["x_ulb_s_1"] = self.augment.strong(x)
+            return batch
         return {"idx_lb": idx, "x_lb": self.augment.eval(x), "y_lb": self.targets[idx]}
 
 
@@ -93,5 +97,6 @@ def install(algorithm, device) -> None:
     kinds = {"train_lb": "lb", "train_ulb": "ulb", "eval": "eval", "test": "eval"}
     for name, kind in kinds.items():
         if loaders.get(name) is not None and data.get(name) is not None:
-            batches = DeviceBatches(data[name], device, kind, augment, algorithm.args.img_size)
+            batches = DeviceBatches(data[name], device, kind, augment, algorithm.args.img_size,
+                                    getattr(algorithm.args, "num_strong_views", 1))
             loaders[name] = _replace(loaders[name], batches)

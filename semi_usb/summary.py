@@ -66,6 +66,9 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
         "setting": setting_name(args), "save_name": args.save_name,
         "num_train_iter": args.num_train_iter, "iterations_done": int(alg.it),
         "batch_size": args.batch_size, "uratio": args.uratio,
+        # the protocol that `semilearn report` shows per method (docs/protocols.md)
+        "lr_schedule": getattr(args, "lr_schedule", "usb"), "num_strong_views": getattr(args, "num_strong_views", 1),
+        "p_cutoff": getattr(args, "p_cutoff", None), "include_lb_to_ulb": args.include_lb_to_ulb,
         "model": "ema", "head": head,
         "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
                   "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),

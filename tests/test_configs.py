@@ -404,3 +404,31 @@ def test_hand_written_configs_build_for_every_compared_method(registries, path):
         args = build_args(method, str(path), {}, warn=notes.append)
         assert (args.num_train_iter, args.net, args.dataset) == (raw["num_train_iter"], raw["net"], raw["dataset"])
         assert all(n.startswith("note: ignored keys of other methods") for n in notes), (method, notes)
+
+
+# ------------------------------------------------------------------ config/semi_paper (authors' protocol)
+SEMI_PAPER = ROOT / "config" / "semi_paper"
+SEMI_PAPER_FILES = sorted(SEMI_PAPER.glob("*/*.yaml"))
+
+
+def test_semi_paper_tree_covers_its_methods_and_cifar_settings():
+    tags = [t for t in protocol_settings() if t.startswith("cifar")]
+    expected = {f"{m}/{m}_{t}_{s}.yaml" for m in ["fixmatch", "fixmatch_acr", "fixmatch_semi", SEMI_PC07]
+                for t in tags for s in SEEDS}
+    assert {f"{p.parent.name}/{p.name}" for p in SEMI_PAPER_FILES} == expected
+
+
+@pytest.mark.parametrize("path", SEMI_PAPER_FILES, ids=lambda p: p.stem)
+def test_semi_paper_files_build_in_the_authors_protocol(registries, path):
+    from semi_usb.config import build_args
+
+    notes = []
+    args = build_args(None, str(path), {}, warn=notes.append)
+    assert not notes, notes
+    assert (args.lr_schedule, args.uratio, args.num_strong_views, args.include_lb_to_ulb) == ("cosine", 1, 2, True)
+    assert (args.num_train_iter, args.epoch, args.num_eval_iter) == (250000, 500, 500)
+    assert args.save_dir == "./saved_models/semi_paper" and args.save_name == path.stem
+    assert args.p_cutoff == (0.7 if path.parent.name == SEMI_PC07 else 0.95)
+    if args.imb_algorithm == "semi":
+        assert args.semi_warmup_iter == 3000
+        assert args.semi_decay_step == (100 if args.dataset == "cifar10" else 200)

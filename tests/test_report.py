@@ -348,3 +348,29 @@ def test_lookup_rules():
     assert lookup("fixmatch", "cifar10_lb1500_100_ulb3000_100", net="resnet18") is None
     assert lookup("fixmatch+semi", "cifar10_lb1500_100_ulb3000_100") is None
     assert make_setting("cifar10", 1500, 100.0, 3000, -100.0) == "cifar10_lb1500_100_ulb3000_-100"
+
+
+def test_protocol_columns_and_warning_on_shared_keys(tmp_path):
+    """Each method's lr_schedule, strong views, p_cutoff and include_lb_to_ulb (summary, else
+    config.yaml, else the old default); a warning when a shared (non-method) key differs."""
+    import yaml
+
+    configs = {"fixmatch": {"lr_schedule": "usb", "p_cutoff": 0.95, "include_lb_to_ulb": False, "lr": 0.03,
+                            "save_dir": "a"},
+               "fixmatch+semi": {"lr_schedule": "cosine", "num_strong_views": 2, "p_cutoff": 0.7,
+                                 "include_lb_to_ulb": True, "lr": 0.03, "save_dir": "b", "semi_bank_size": 128}}
+    dirs = []
+    for method, config in configs.items():
+        d = _write_run(tmp_path, method, 0)
+        (d / "config.yaml").write_text(yaml.safe_dump(config))
+        dirs.append(str(d))
+    assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    rows = _table_rows(md, SETTING_A, "| method | lr_schedule")
+    assert rows["fixmatch"][1:] == ["usb", "1", "0.95", "False"]
+    assert rows["fixmatch+semi"][1:] == ["cosine", "2", "0.7", "True"]
+    warnings = [line for line in md.splitlines() if "the methods compared differ" in line]
+    keys = sorted(line.split(" differ in ")[1].split(" ")[0] for line in warnings)
+    # lr (same), save_dir (runtime), semi_bank_size and p_cutoff (SSL_Argument keys, the
+    # method's own; p_cutoff is shown in its column) are not warned about
+    assert keys == ["include_lb_to_ulb", "lr_schedule", "num_strong_views"]

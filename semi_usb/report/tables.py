@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from semi_usb.published import PUBLISHED_NET
 
 from .figures import figure_names
+from .protocol import protocol_table
 from .runs import Run, method_sort_key, seed_key
 from .scores import (FINAL_WINDOW, HEAD_FRACTION, METRIC_KEYS, GroupResult, by_setting,
                      format_pm)
@@ -172,6 +173,7 @@ def _setting_header(setting: str, groups: Sequence[GroupResult]) -> List[str]:
     for g in groups:
         out.extend(_method_line(g))
     out.append("")
+    out.extend(protocol_table({g.method: g.runs for g in groups}))  # schedule, views, threshold
     return out
 
 

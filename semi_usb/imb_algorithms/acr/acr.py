@@ -17,7 +17,8 @@ from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..arguments import one_of
 from ..state import load_states, save_states
-from .balanced_head import BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, unwrap
+from .balanced_head import (BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, repeat_views,
+                            unwrap)
 from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
 from .hooks import AdjustedPseudoLabelingHook, MethodStateHook, OrMaskingHook, Tau1Hook
 
@@ -76,11 +77,12 @@ class ACR(ImbAlgorithmBase):
 
     # ---------------------------------------------------------------- step
     def forward_views(self, x_lb, x_ulb_w, x_ulb_s) -> dict:
-        """Logits of both heads and features for each view: {'lb'|'ulb_w'|'ulb_s': out}."""
+        """Logits of both heads and features for each view: {'lb'|'ulb_w'|'ulb_s': out};
+        ``x_ulb_s`` may hold several strong views stacked (``V x B_u`` rows)."""
         n_lb, n_ulb = x_lb.shape[0], x_ulb_w.shape[0]
         if self.use_cat:
             out = self.model(torch.cat((x_lb, x_ulb_w, x_ulb_s)))
-            sizes = (n_lb, n_ulb, n_ulb)
+            sizes = (n_lb, n_ulb, x_ulb_s.shape[0])
             parts = {k: out[k].split(sizes) for k in ("logits", "logits_bal", "feat")}
             return {v: {k: parts[k][i] for k in parts} for i, v in enumerate(("lb", "ulb_w", "ulb_s"))}
         views = {"lb": self.model(x_lb), "ulb_s": self.model(x_ulb_s)}
@@ -88,10 +90,14 @@ class ACR(ImbAlgorithmBase):
             views["ulb_w"] = self.model(x_ulb_w)
         return views
 
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s):
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None):
+        """One step; with ``x_ulb_s_1`` (``num_strong_views: 2``) both strong views enter
+        ``L_u`` and ``L_u^b`` (docs/method.md, "Two strong views")."""
         log_pi = self.log_pi
+        strong = x_ulb_s if x_ulb_s_1 is None else torch.cat((x_ulb_s, x_ulb_s_1))
+        n_views = strong.shape[0] // x_ulb_w.shape[0]
         with self.amp_cm():
-            v = self.forward_views(x_lb, x_ulb_w, x_ulb_s)
+            v = self.forward_views(x_lb, x_ulb_w, strong)
             lb, w, s = v["lb"], v["ulb_w"], v["ulb_s"]
             # pseudo-labels, masks and weights in float32 (also under bf16 autocast)
             logits_w, logits_bal_w = w["logits"].detach().float(), w["logits_bal"].detach().float()
@@ -100,23 +106,26 @@ class ACR(ImbAlgorithmBase):
             bal_sup_loss = logit_adjusted_ce(lb["logits_bal"], y_lb, log_pi, self.tau2)
 
             # standard branch: (enhanced) logit-adjusted pseudo-labels, OR mask, sample weights
+            # q (PLCE) from the first strong view only
             probs = self.call_hook("gen_ulb_targets", "PseudoLabelingHook", logits=logits_w,
-                                   feats_x_ulb_s=s["feat"].detach())
+                                   feats_x_ulb_s=s["feat"][:x_ulb_w.shape[0]].detach())
             mask = self.call_hook("masking", "MaskingHook", probs_x_ulb=probs, logits_x_ulb=logits_w)
             weight = self.call_hook("sample_weights", "MaskingHook", probs_x_ulb=probs)
             pseudo_label = probs.argmax(-1)
-            unsup_loss = masked_ce(s["logits"], pseudo_label, mask, weight)
+            unsup_loss = masked_ce(s["logits"], *repeat_views((pseudo_label, mask, weight), n_views))
 
             # balanced branch: pseudo-labels adjusted by tau12, OR mask with the balanced head
             probs_h2 = adjusted_probs(logits_w, log_pi, self.tau12, self.acr_T)
             probs_bal_w = torch.softmax(logits_bal_w / self.acr_T, dim=-1)
             mask_bal = or_mask(probs_bal_w, probs_h2, self.p_cutoff)
-            bal_unsup_loss = masked_ce(s["logits_bal"], probs_h2.argmax(-1), mask_bal)
+            bal_unsup_loss = masked_ce(s["logits_bal"], *repeat_views((probs_h2.argmax(-1), mask_bal), n_views))
 
-            extra, extra_ulb = self.extra_losses(feats_w=w["feat"], feats_s=s["feat"], mask=mask)
+            feats_w, mask_v = repeat_views((w["feat"], mask), n_views)
+            extra, extra_ulb = self.extra_losses(feats_w=feats_w, feats_s=s["feat"], mask=mask_v)
             total_loss = (sup_loss + self.lambda_u * unsup_loss + bal_sup_loss + self.lambda_u * bal_unsup_loss
                           + sum(extra.values()))
 
+        # feat_s: every strong view (V x B_u rows); the other entries: one row per image
         ulb = {"feat_w": w["feat"].detach(), "feat_s": s["feat"].detach(), "probs": probs, "mask": mask,
                "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w, **extra_ulb}
         out_dict = self.process_out_dict(loss=total_loss, feat={k: x["feat"] for k, x in

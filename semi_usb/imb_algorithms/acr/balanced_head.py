@@ -73,3 +73,9 @@ def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor, weight: Tensor | No
     if weight is not None:
         loss = loss * weight
     return loss.mean()
+
+
+def repeat_views(tensors, n_views: int) -> tuple:
+    """Per-image tensors (``B_u`` rows; None stays None) tiled to ``n_views x B_u`` rows, in
+    the order of stacked strong views ``[view 0; view 1]`` (docs/method.md, "Two strong views")."""
+    return tuple(None if t is None else t.repeat(n_views, *([1] * (t.dim() - 1))) for t in tensors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from semilearn.core.hooks import Hook
 
+from ..acr.balanced_head import repeat_views
 from ..acr.hooks import AdjustedPseudoLabelingHook, OrMaskingHook
 from .hard_examples import hard_example_weights
 from .memory_bank import gather_candidates
@@ -66,13 +67,15 @@ class HardExampleMaskingHook(OrMaskingHook):
 
 class MemoryBankHook(Hook):
     """Balanced Confidence Decay Memory Bank: push the step's confident strong-view features
-    (every step, warm-up included; gathered from all ranks under DDP), decay stale entries
-    every ``semi_decay_step`` iterations."""
+    (every step, warm-up included; gathered from all ranks under DDP; with two strong views
+    both, i.e. two candidates per confident image), decay stale entries every
+    ``semi_decay_step`` iterations."""
 
     def after_train_step(self, algorithm):
         ulb = algorithm.out_dict["ulb"]
-        conf = ulb["probs"].max(-1).values
-        feats, labels, conf, mask = gather_candidates(ulb["feat_s"], ulb["pseudo_label"], conf, ulb["mask"])
+        n_views = ulb["feat_s"].shape[0] // ulb["mask"].shape[0]
+        labels, conf, mask = repeat_views((ulb["pseudo_label"], ulb["probs"].max(-1).values, ulb["mask"]), n_views)
+        feats, labels, conf, mask = gather_candidates(ulb["feat_s"], labels, conf, mask)
         algorithm.bank.push(feats, labels, conf, mask)
         if self.every_n_iters(algorithm, algorithm.decay_step):
             algorithm.bank.decay()

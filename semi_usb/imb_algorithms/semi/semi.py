@@ -73,8 +73,8 @@ class SeMi(ACR):
                                              mask, self.ealign_T)
         return {"ealign_loss": self.ealign_weight * loss}, {"ealign_teacher": teacher}
 
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s):
-        out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s)
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None):
+        out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1)
         weight = out_dict["ulb"]["weight"]
         log_dict["train/oheml_weight"] = weight.mean() if weight is not None else torch.ones(())
         if (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter:

@@ -1,0 +1,74 @@
+"""The protocol each compared method ran under (docs/protocols.md): its learning-rate
+schedule, strong-view count, threshold and ``include_lb_to_ulb``, and the shared keys in which
+the methods of one setting differ.
+
+Read from each run's ``summary.json`` and, for what the summary lacks, its ``config.yaml``.
+A key is the method's own when it is not one of the trainer's base keys
+(:data:`semi_usb.config.BASE_KEYS`: the algorithms' ``SSL_Argument`` keys, ``semi_*``,
+``acr_*``, ``abc_*``, ``daso_*``, ...); runtime keys (:data:`semi_usb.run_folder.RUNTIME_KEYS`)
+and the run's identity (seed, names, paths) are never compared.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import yaml
+
+from .runs import Run
+
+#: Shown for every method; a run from before a key existed ran with its default.
+PROTOCOL_KEYS = {"lr_schedule": "usb", "num_strong_views": 1, "p_cutoff": None, "include_lb_to_ulb": None}
+IDENTITY_KEYS = frozenset({"seed", "save_name", "load_path", "algorithm", "imb_algorithm"})
+
+
+def run_config(run: Run) -> Dict[str, Any]:
+    """The run's ``config.yaml`` (empty when absent or unreadable)."""
+    path = run.path / "config.yaml"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def protocol_values(run: Run) -> Dict[str, Any]:
+    """``PROTOCOL_KEYS`` of one run: summary, else config.yaml, else the key's default."""
+    config = run_config(run)
+    return {k: run.summary.get(k, config.get(k, default)) for k, default in PROTOCOL_KEYS.items()}
+
+
+def shared_keys() -> List[str]:
+    """Base keys that the methods of one comparison should share."""
+    from semi_usb.config import BASE_KEYS
+    from semi_usb.run_folder import RUNTIME_KEYS
+
+    return [k.name for k in BASE_KEYS if k.name not in RUNTIME_KEYS and k.name not in IDENTITY_KEYS]
+
+
+def differing_keys(runs: Sequence[Run]) -> Dict[str, Dict[str, List[str]]]:
+    """Shared keys whose values differ between the methods: key -> method -> its values."""
+    values: Dict[str, Dict[str, set]] = {}
+    for run in runs:
+        config = {**run_config(run), **protocol_values(run)}
+        for key in shared_keys():
+            if key in config:
+                values.setdefault(key, {}).setdefault(run.method, set()).add(str(config[key]))
+    return {key: {m: sorted(v) for m, v in by_method.items()} for key, by_method in values.items()
+            if len(by_method) > 1 and len({x for v in by_method.values() for x in v}) > 1}
+
+
+def protocol_table(runs_by_method: Dict[str, Sequence[Run]]) -> List[str]:
+    """Markdown: one row per method with its protocol keys, then a warning per differing key."""
+    out = ["| method | " + " | ".join(PROTOCOL_KEYS) + " |", "|---|" + "---|" * len(PROTOCOL_KEYS)]
+    for method, runs in runs_by_method.items():
+        cells = ["/".join(sorted({str(protocol_values(r)[k]) for r in runs})) for k in PROTOCOL_KEYS]
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    out.append("")
+    diff = differing_keys([r for runs in runs_by_method.values() for r in runs])
+    for key, by_method in diff.items():
+        detail = "; ".join(f"{m}: {', '.join(v)}" for m, v in by_method.items())
+        out.append(f"- warning: the methods compared differ in {key} ({detail})")
+    if diff:
+        out.append("")
+    return out
