@@ -25,6 +25,7 @@ from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
 from .naming import method_name
+from .ranges import check_gpu
 from .resume import train_time_s
 from .run_folder import FINISHED, RESUME, SUMMARY, RunFolder, claim, read_summary, trim_history, write_run_files
 from .summary import make_summary
@@ -57,6 +58,7 @@ def train(args) -> dict | None:
     Resuming a finished run (it has ``summary.json``) returns its summary and touches
     nothing: USB would evaluate the last checkpoint again and rewrite the summary."""
     compat.apply()
+    check_gpu(args)  # before anything is written
     with claim(args) as folder:  # the run folder, locked, and its state decided under the lock
         if folder.state == FINISHED:
             print(f"run {folder.path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)

@@ -611,7 +611,7 @@ def test_wrong_type_is_one_line_exit_2_and_debug_shows_the_traceback(digits_yaml
     proc = subprocess.run(argv + ["--debug"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
-    assert "semi_usb.config.ConfigError: key 'num_train_iter' in the command line: expected int, got 'abc'" in proc.stderr
+    assert "semi_usb.errors.ConfigError: key 'num_train_iter' in the command line: expected int, got 'abc'" in proc.stderr
     assert not os.path.exists(tmp_path / "runs")
 
 
