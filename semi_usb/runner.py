@@ -27,7 +27,8 @@ from .config import ConfigError
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
-from .run_folder import FINISHED, RESUME, SUMMARY, RunFolder, claim, read_summary, trim_history, write_run_files
+from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, claim, decide, read_summary, trim_history,
+                         write_run_files)
 from .summary import make_summary
 
 
@@ -59,6 +60,9 @@ def train(args) -> dict | None:
     nothing: USB would evaluate the last checkpoint again and rewrite the summary."""
     compat.apply()
     check_gpu(args)  # before anything is written
+    if args.world_size > 1 and not args.multiprocessing_distributed and args.rank != 0:
+        # a rank of an externally launched DDP job: rank 0 claims and writes the folder
+        return _launch(args, decide(args))
     with claim(args) as folder:  # the run folder, locked, and its state decided under the lock
         if folder.state == FINISHED:
             print(f"run {folder.path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)
