@@ -12,9 +12,10 @@ import os
 import tempfile
 from typing import Any, Callable
 
-import torch
-
 from .errors import CheckpointError  # noqa: F401  (raised here, re-exported)
+
+# torch is imported by the functions that need it: atomic_write serves ``semilearn report``
+# too, which must not import torch.
 
 
 TEMP_SUFFIX = ".tmp"
@@ -46,8 +47,18 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
+
+    Serialized in memory first, then written: torch's zip writer turns a failed write
+    (a full disk) into a RuntimeError about stream positions; written as bytes, the
+    failure stays the OSError (``ENOSPC``) that says what happened."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
 def atomic_json_dump(obj: Any, path: str) -> None:
@@ -58,6 +69,8 @@ def atomic_json_dump(obj: Any, path: str) -> None:
 
 def load_checkpoint(path: str) -> dict:
     """Read a checkpoint on the CPU, with a one-line error if it is missing or unreadable."""
+    import torch
+
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -117,7 +117,10 @@ def _eval(ns) -> int:
     summary = evaluate_checkpoint(args, ns.checkpoint)
     out = ns.out or os.path.join(os.path.dirname(ns.checkpoint),
                                  "eval_" + os.path.splitext(os.path.basename(ns.checkpoint))[0] + ".json")
-    atomic_json_dump(summary, out)
+    try:
+        atomic_json_dump(summary, out)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {out} ({exc.strerror or exc}): choose a writable --out") from None
     print(json.dumps(summary))
     return 0
 

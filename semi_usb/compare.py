@@ -65,15 +65,16 @@ def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_conf
 
 
 def check_existing(runs: list) -> None:
-    """One-line error, before anything runs, when a run folder that already exists holds
-    another configuration (a finished run would otherwise count as done with, say, the
-    old budget; an unfinished one would fail when its turn comes)."""
+    """Every run's configuration is built (and so validated: unknown keys, types, ranges)
+    before the first one starts; one-line error when one is bad, or when a run folder
+    that already exists holds another configuration (a finished run would otherwise count
+    as done with, say, the old budget; an unfinished one would fail when its turn comes)."""
     from .config import build_args, parse_flags
 
     for r in runs:
+        args = build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None)
         if os.path.isfile(run_folder.config_path(r["dir"])):
-            run_folder.check_same_experiment(build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None),
-                                  r["dir"])
+            run_folder.check_same_experiment(args, r["dir"])
 
 
 def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import atomic_torch_save
+from .checkpoint import CheckpointError, atomic_torch_save
 from .errors import DataError
 from .metrics import evaluate_model
 from .resume import loop_state
@@ -138,7 +138,12 @@ def _save_model(self, save_name, save_path):
     # the process dies while writing. Write to a temporary file, fsync, then rename.
     os.makedirs(save_path, exist_ok=True)
     save_filename = os.path.join(save_path, save_name)
-    atomic_torch_save(self.get_save_dict(), save_filename)
+    try:
+        atomic_torch_save(self.get_save_dict(), save_filename)
+    except OSError as exc:  # full disk, read-only folder: the previous checkpoint is untouched
+        raise CheckpointError(f"cannot write checkpoint {save_filename} ({exc.strerror or exc}): free space "
+                              f"or make {save_path} writable, then resume (--resume True); the previous "
+                              "checkpoint is intact") from None
     self.print_fn(f"model saved: {save_filename}")
 
 

@@ -166,12 +166,31 @@ def _suggest(name: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
+    last silently, so one of the two values would be ignored without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -261,7 +280,17 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     values["algorithm"], values["imb_algorithm"] = algorithm, imb
     args = argparse.Namespace(**values)
     finalize(args)
+    check_values(args)
     return args
+
+
+def check_values(args: argparse.Namespace) -> None:
+    """Every numeric key within its declared range, the run folder inside save_dir
+    (:mod:`semi_usb.ranges`)."""
+    from .ranges import check_save_name, validate_ranges
+
+    validate_ranges(args)
+    check_save_name(args)
 
 
 def _convert(key: Key, raw: Any, source: str) -> Any:

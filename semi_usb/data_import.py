@@ -18,8 +18,20 @@ from .errors import DataError
 
 
 def _extract_archive(src: str, workdir: str) -> str:
-    with tarfile.open(src) as tar:
-        tar.extractall(workdir, filter="data")
+    """Extract ``src`` into ``workdir`` (a temporary folder); a member that would land
+    outside it (``../``, an absolute path, a link out), a truncated or corrupt archive are
+    one-line errors."""
+    import zlib
+
+    try:
+        with tarfile.open(src) as tar:
+            tar.extractall(workdir, filter="data")
+    except tarfile.FilterError as exc:
+        raise DataError(f"{src} holds a member that would be written outside the import folder ({exc}): "
+                        "refused; repack the archive with relative paths") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"{src} is not a readable .tar/.tar.gz archive ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}): download or pack it again") from None
     entries = [e for e in os.listdir(workdir) if not e.startswith(".")]
     if "train" not in entries and len(entries) == 1 and os.path.isdir(os.path.join(workdir, entries[0])):
         return os.path.join(workdir, entries[0])
@@ -99,12 +111,24 @@ def _read_idx(path: str) -> np.ndarray:
     import struct
 
     opener = gzip.open if path.endswith(".gz") else open
+    try:
+        return _read_idx_file(opener, path, struct)
+    except (OSError, EOFError, struct.error) as exc:
+        raise DataError(f"{path} is not a readable idx file ({type(exc).__name__}: {exc}): download it again") from None
+
+
+def _read_idx_file(opener, path: str, struct) -> np.ndarray:
     with opener(path, "rb") as f:
         zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
         if zero != 0 or dtype != 0x08:
             raise DataError(f"{path} is not an unsigned-byte idx file")
         shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+        data = f.read()
+    expected = int(np.prod(shape))
+    if len(data) != expected:
+        raise DataError(f"{path} is truncated or corrupt: its header announces {expected} bytes of data "
+                        f"{tuple(shape)}, it holds {len(data)}: download it again")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def import_idx(src: str, out: str, class_names: list | None = None) -> str:
@@ -124,11 +148,20 @@ def import_idx(src: str, out: str, class_names: list | None = None) -> str:
                 return os.path.join(src, name)
         raise DataError(f"{os.path.join(src, stem)}[.gz] not found")
 
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = _read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte"))
+    parts = {split: (_read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte")))
+             for split, prefix in (("train", "train"), ("test", "t10k"))}  # all read before anything is made
+    try:
+        _write_idx_folder(parts, out, class_names, Image)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # did not exist before: no half-made folder left
+        raise
+    return out
+
+
+def _write_idx_folder(parts: dict, out: str, class_names, Image) -> None:
+    for split, (images, labels) in parts.items():
         names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
         for c, name in enumerate(names):
             os.makedirs(os.path.join(out, split, f"{c}_{name}"), exist_ok=True)
         for n, (img, y) in enumerate(zip(images, labels)):
             Image.fromarray(img).save(os.path.join(out, split, f"{y}_{names[y]}", f"{n:05d}.png"))
-    return out

@@ -64,29 +64,63 @@ def read_image_folder(root: str, size: int | None = None) -> ImageSet:
         raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) under {root}")
     arrays = []
     for path, _ in files:
-        with Image.open(path) as img:
-            arrays.append(_to_rgb_array(img, size))
+        try:
+            with Image.open(path) as img:
+                arrays.append(_to_rgb_array(img, size))
+        except (OSError, SyntaxError, ValueError) as exc:  # not an image, truncated, corrupt
+            raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {' '.join(str(exc).split())}): "
+                            "remove or replace it") from None
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"images under {root} differ in size {sorted(shapes)[:3]}...: set img_size to resize them")
     return ImageSet(np.stack(arrays), np.array([c for _, c in files], dtype=np.int64), classes)
 
 
-def _cached_split(root: str, split: str, size: int | None) -> ImageSet:
-    """``read_image_folder`` with an .npz cache beside the folder (decoding is the slow part)."""
+def content_key(folder: str) -> str:
+    """A hash of the sorted (relative path, size, mtime_ns) of every file under ``folder``:
+    moving, adding, removing or replacing an image changes it (the folder's own mtime does
+    not change when a file inside a class folder does)."""
+    import hashlib
+
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            entries.append(f"{os.path.relpath(path, folder)}\0{st.st_size}\0{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _cached_split(root: str, split: str, size: int | None) -> tuple[ImageSet, Callable[[], None]]:
+    """``read_image_folder`` with an .npz cache beside the folder (decoding is the slow part),
+    keyed by the folder's content (:func:`content_key`): rebuilt when any file changes.
+    Returns the images and the function that writes the cache, called once the datasets
+    are built (a command that fails on its data leaves no cache behind)."""
     folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        raise DataError(f"image folder not found: {folder} (expected {folder}/<class>/<image>)")
     cache = os.path.join(root, f".semi_usb_{split}_{size or 'native'}.npz")
-    if os.path.isfile(cache) and os.path.getmtime(cache) >= os.path.getmtime(folder):
-        with np.load(cache, allow_pickle=False) as z:
-            return ImageSet(z["data"], z["targets"], list(z["classes"]))
+    key = content_key(folder)
+    if os.path.isfile(cache):
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return ImageSet(z["data"], z["targets"], list(z["classes"])), lambda: None
+        except (OSError, ValueError, KeyError):
+            pass  # an old-format or damaged cache: rebuilt below
     images = read_image_folder(folder, size)
-    try:
-        tmp = cache + ".tmp.npz"
-        np.savez(tmp, data=images.data, targets=images.targets, classes=np.array(images.classes))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # read-only data folder: no cache
-    return images
+
+    def write() -> None:
+        from .checkpoint import atomic_write
+
+        try:
+            atomic_write(cache, lambda f: np.savez(f, data=images.data, targets=images.targets,
+                                                   classes=np.array(images.classes), key=np.array(key)))
+        except OSError:
+            pass  # read-only data folder: no cache
+
+    return images, write
 
 
 # --------------------------------------------------------------------------- USB datasets offline
@@ -163,6 +197,9 @@ def build_ssl_datasets(args, alg: str, train: ImageSet, test: ImageSet, dataset:
     from semilearn.datasets.utils import split_ssl_data
 
     num_classes = args.num_classes
+    if len(train.classes) < 2:
+        raise DataError(f"{dataset} has {len(train.classes)} class ({', '.join(train.classes)}): a classification "
+                        "task needs at least 2 class folders")
     if len(train.classes) != num_classes:
         raise DataError(f"{dataset} has {len(train.classes)} classes but num_classes={num_classes}")
     check_split(np.bincount(train.targets, minlength=num_classes), args.num_labels, args.ulb_num_labels,
@@ -209,11 +246,14 @@ def _digits(args, alg, data_dir):
 
 def _imagefolder(args, alg, data_dir):
     size = args.img_size
-    train = _cached_split(data_dir, "train", size)
-    test = _cached_split(data_dir, "test", size)
+    train, write_train = _cached_split(data_dir, "train", size)
+    test, write_test = _cached_split(data_dir, "test", size)
     if train.classes != test.classes:
         raise DataError(f"train/ and test/ of {data_dir} have different class folders")
-    return build_ssl_datasets(args, alg, train, test, f"imagefolder {data_dir}")
+    datasets = build_ssl_datasets(args, alg, train, test, f"imagefolder {data_dir}")
+    write_train()
+    write_test()
+    return datasets
 
 
 PLUGIN_DATASETS: dict[str, Callable] = {"digits": _digits, "imagefolder": _imagefolder}

@@ -16,8 +16,9 @@ or it is **refused** with a one-line :class:`~semi_usb.errors.ConfigError` /
 run without ``--resume``, a missing or unreadable checkpoint. A run folder is never deleted
 (USB's ``train.py`` rmtree's an existing run). ``semilearn train`` (:func:`decide`),
 ``semilearn compare`` (:func:`state_of`, :func:`check_same_experiment`) and ``semilearn eval``
-(:func:`config_path`) read the folder through this module. Nothing here imports torch at
-module level.
+(:func:`config_path`) read the folder through this module; ``train`` claims it with
+:func:`claim` (create-or-find and lock in one step, then :func:`decide` under the lock).
+Nothing here imports torch at module level.
 """
 from __future__ import annotations
 
@@ -97,16 +98,30 @@ def read_summary(path: str) -> dict | None:
                           "move it away to evaluate the run's checkpoint again") from None
 
 
+def saved_config(path: str) -> dict:
+    """The ``config.yaml`` of the run in ``path``; a missing, empty or unreadable one is a
+    one-line error: a resume cannot know which experiment the folder holds without it."""
+    saved_file = config_path(path)
+    fix = ("restore it from a copy, or start a new run from its checkpoint "
+           "(another --save_name, --load_path to the checkpoint)")
+    try:
+        with open(saved_file, encoding="utf-8") as f:
+            saved = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"run {path} has no config.yaml: its configuration is unknown; {fix}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"run {path} has an unreadable config.yaml ({type(exc).__name__}): {fix}") from None
+    if not isinstance(saved, dict) or not saved:
+        raise ConfigError(f"run {path} has an empty or partial config.yaml: {fix}")
+    return saved
+
+
 def experiment_changes(args: Any, path: str) -> list:
     """``key=saved (now new)`` for each key, runtime keys aside, whose value differs from the
-    ``config.yaml`` of the run in ``path`` (empty when it has none)."""
+    ``config.yaml`` of the run in ``path`` (which must exist and be readable)."""
     from .config import to_yaml_dict
 
-    saved_file = config_path(path)
-    if not os.path.isfile(saved_file):
-        return []
-    with open(saved_file, encoding="utf-8") as f:
-        saved = yaml.safe_load(f) or {}
+    saved = saved_config(path)
     now = yaml.safe_load(yaml.safe_dump(to_yaml_dict(args)))  # the same types as the saved file
     return [f"{k}={saved[k]!r} (now {now[k]!r})" for k in sorted(now)
             if k in saved and k not in RUNTIME_KEYS and saved[k] != now[k]]
@@ -131,8 +146,8 @@ def decide(args: Any) -> RunFolder:
     existing run directory with a checkpoint is resumed when ``resume`` is set and the
     configuration is the run's own, and refused otherwise; a directory that exists without a
     checkpoint is refused unless it is empty. The checkpoint to resume from is read here, so
-    that a corrupt one fails before anything is written. Nothing is created here: the worker
-    makes the directory once the algorithm (data, network) is built.
+    that a corrupt one fails before anything is written. It runs under :func:`claim`'s lock
+    (the folder may hold just that ``.lock``, which counts as empty).
     """
     path = run_dir(args)
     done = read_summary(path) if args.resume else None
@@ -146,61 +161,188 @@ def decide(args: Any) -> RunFolder:
         load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
     if args.resume and not has_ckpt and os.path.abspath(args.load_path) != os.path.abspath(checkpoint_path(path)):
         raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
-    if os.path.isdir(path) and os.listdir(path):
+    if os.path.isdir(path) and run_files(path):
         if args.resume and has_ckpt:
             check_same_experiment(args, path)
+            read_history(path)  # an unreadable row fails here, before anything is written
             return RunFolder(path, RESUME)
         if is_finished(path) and not args.resume:
             raise ConfigError(f"run {path} already exists and is finished: choose another save_name or save_dir")
         if not args.resume:
             raise ConfigError(f"run {path} already exists: pass --resume to continue it, or choose another save_name")
-        if not has_ckpt and any(f.endswith(".pth") for f in os.listdir(path)):
+        if not has_ckpt and any(f.endswith(".pth") for f in run_files(path)):
             raise CheckpointError(f"run {path} has no {os.path.basename(args.load_path)} to resume from")
     return RunFolder(path, RESUME if args.resume and has_ckpt else NEW)
 
 
 def write_run_files(args: Any) -> None:
-    """``config.yaml`` (the effective configuration) and ``versions.json`` (packages, hardware)."""
+    """``config.yaml`` (the effective configuration) and ``versions.json`` (packages, hardware),
+    each written atomically (temporary file, fsync, rename): a kill leaves the old file or
+    the new one, never a partial one that a resume would trust."""
+    from .checkpoint import atomic_json_dump, atomic_write
     from .config import to_yaml_dict
     from .summary import hardware, versions
 
     path = run_dir(args)
-    with open(config_path(path), "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_yaml_dict(args), f, sort_keys=True)
-    with open(os.path.join(path, "versions.json"), "w", encoding="utf-8") as f:
-        json.dump({"versions": versions(), "hardware": hardware()}, f, indent=1)
+    atomic_write(config_path(path), lambda f: yaml.safe_dump(to_yaml_dict(args), f, sort_keys=True), mode="w")
+    atomic_json_dump({"versions": versions(), "hardware": hardware()}, os.path.join(path, "versions.json"))
 
 
-@contextlib.contextmanager
-def run_lock(path: str):
-    """Hold an exclusive lock on the run folder (``flock`` on ``.lock``; the OS drops it when
-    the process dies) while this process writes it: a second ``train`` or ``compare`` on the
-    same run is refused instead of interleaving checkpoints. With the lock held, temporary
-    checkpoint files left by a writer that was killed are removed."""
-    from .checkpoint import temp_files
+LOCK = ".lock"
 
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover (not POSIX: no lock)
-        yield
-        return
-    with open(os.path.join(path, ".lock"), "a", encoding="utf-8") as f:
+
+def _make_dirs(path: str) -> list:
+    """``os.makedirs(path)`` that returns the folders it created, deepest last (so that a
+    failed command can remove exactly those); raises FileExistsError if ``path`` exists."""
+    created, parent = [], os.path.dirname(os.path.abspath(path))
+    missing = []
+    while parent and not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+            created.append(folder)
+        except FileExistsError:
+            pass
+    os.mkdir(path)  # the claim: exactly one process creates the run folder
+    return created + [path]
+
+
+def _lock_file(path: str):
+    """Open ``path/.lock`` and take ``flock`` on it without waiting; returns (file, created)
+    or raises ConfigError when another process holds it. Retries when the file it locked
+    was removed meanwhile (by a process that created the folder and then failed)."""
+    import fcntl
+
+    lock = os.path.join(path, LOCK)
+    for _ in range(20):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            try:
+                fd, created = os.open(lock, os.O_RDWR), False
+            except FileNotFoundError:
+                continue  # removed between the two opens
+        f = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise ConfigError(f"run {path} is in use by another process: wait for it to end, "
                               "or choose another save_name") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f, created
+        f.close()  # we locked a file that is no longer the run's lock: take the new one
+    raise ConfigError(f"run {path}: could not take its lock ({lock}): retry")
+
+
+def _claim_dirs(path: str) -> list:
+    """Create the run folder (and its missing parents) or find it existing; returns the
+    folders created. A place that cannot be written is a one-line error."""
+    try:
+        return _make_dirs(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise ConfigError(f"run folder {path} exists and is not a folder: choose another save_name") from None
+        return []
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder {path} ({exc.strerror}): choose a writable save_dir") from None
+
+
+@contextlib.contextmanager
+def claim(args: Any):
+    """Claim the run folder, then decide its state under the claim; yields the
+    :class:`RunFolder`.
+
+    The folder is created (``os.mkdir``, which exactly one process can do) or found, and
+    ``flock`` is taken on its ``.lock`` before anything is read: of two commands on one
+    ``save_name`` exactly one goes on, the other is refused with one line (the existence
+    check and the lock are one step, not two). :func:`decide` then runs under the lock.
+    The lock is held until the block ends (the OS drops it when the process dies). With the
+    lock held, temporary files left by a killed writer are removed. If the block fails (an
+    input error, a bug) or the run is finished, what this claim created and what is still
+    empty (the folder, its missing parents, the lock file) is removed again: a failed
+    command leaves ``save_dir`` as it was; a folder holding a run's files is never removed.
+    """
+    from .checkpoint import temp_files
+
+    path = run_dir(args)
+    created = _claim_dirs(path)
+    try:
+        lock, made_lock = _lock_file(path)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    keep = False
+    try:
         for stale in temp_files(path):
             os.remove(stale)
-        yield
+        folder = decide(args)
+        keep = folder.state != FINISHED
+        yield folder
+    except BaseException:
+        keep = any(n != LOCK for n in os.listdir(path)) if os.path.isdir(path) else False
+        raise
+    finally:
+        if not keep and made_lock:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(path, LOCK))
+        lock.close()
+        _remove_empty(created)
+
+
+def _remove_empty(created: list) -> None:
+    """Remove the folders of ``created`` that are (still) empty, deepest first."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # fails (and is kept) when not empty
+
+
+def run_files(path: str) -> list:
+    """The entries of a run folder other than its lock and stray temporary files."""
+    from .checkpoint import TEMP_SUFFIX
+
+    return [n for n in os.listdir(path) if n != LOCK and not (n.startswith(".") and n.endswith(TEMP_SUFFIX))]
+
+
+def read_history(path: str) -> list:
+    """The rows of the run's ``eval_history.jsonl``. Rows are appended one line at a time,
+    so a kill can leave a torn last line: it is dropped (the evaluation is redone after the
+    resume). An unreadable row before the last is a one-line error."""
+    hist = os.path.join(path, HISTORY)
+    if not os.path.isfile(hist):
+        return []
+    with open(hist, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    rows = []
+    for n, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("it"), int):
+                raise ValueError("no iteration")
+            rows.append(row)
+        except ValueError:
+            if n == len(lines) - 1:
+                break  # torn by a kill while it was appended
+            raise CheckpointError(f"{hist} line {n + 1} is not an evaluation row: move the file away "
+                                  "to resume without the run's evaluation history") from None
+    return rows
 
 
 def trim_history(path: str, it: int) -> None:
-    """Drop evaluations logged after the checkpoint we resume from (they will be redone)."""
+    """Drop evaluations logged after the checkpoint we resume from (they will be redone)
+    and a torn last line; the rewrite is atomic (temporary file, fsync, rename), so a kill
+    during it leaves the old history or the new one, never a shorter one."""
+    from .checkpoint import atomic_write
+
     hist = os.path.join(path, HISTORY)
     if not os.path.isfile(hist):
         return
-    with open(hist, encoding="utf-8") as f:
-        rows = [line for line in f if line.strip() and json.loads(line)["it"] <= it]
-    with open(hist, "w", encoding="utf-8") as f:
-        f.writelines(rows)
+    rows = [json.dumps(r) + "\n" for r in read_history(path) if r["it"] <= it]
+    atomic_write(hist, lambda f: f.writelines(rows), mode="w")

@@ -25,8 +25,9 @@ from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
 from .naming import method_name
+from .ranges import check_gpu
 from .resume import train_time_s
-from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, decide, read_summary, run_lock, trim_history,
+from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, claim, decide, read_summary, trim_history,
                          write_run_files)
 from .summary import make_summary
 
@@ -58,10 +59,18 @@ def train(args) -> dict | None:
     Resuming a finished run (it has ``summary.json``) returns its summary and touches
     nothing: USB would evaluate the last checkpoint again and rewrite the summary."""
     compat.apply()
-    folder = decide(args)
-    if folder.state == FINISHED:
-        print(f"run {folder.path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)
-        return folder.summary
+    check_gpu(args)  # before anything is written
+    if args.world_size > 1 and not args.multiprocessing_distributed and args.rank != 0:
+        # a rank of an externally launched DDP job: rank 0 claims and writes the folder
+        return _launch(args, decide(args))
+    with claim(args) as folder:  # the run folder, locked, and its state decided under the lock
+        if folder.state == FINISHED:
+            print(f"run {folder.path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)
+            return folder.summary
+        return _launch(args, folder)
+
+
+def _launch(args, folder: RunFolder) -> dict | None:
     ngpus = torch.cuda.device_count()
     if args.multiprocessing_distributed and ngpus > 0:
         from . import preempt
@@ -171,9 +180,9 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
     main = args.rank % ngpus == 0
     level = "INFO" if main else "WARNING"
     # Build first (data, split, network) and load the checkpoint to resume from (does it
-    # fit?): where input errors surface. Only then create the run directory and write its
-    # files, so that a bad configuration leaves nothing on disk and a resume with the wrong
-    # network does not replace the run's config.yaml. The log lines wait in memory until
+    # fit?): where input errors surface. Only then write the run's files, so that a resume
+    # with the wrong network does not replace its config.yaml, and a bad configuration
+    # leaves nothing on disk (the claimed folder, still empty, is removed by the claim). The log lines wait in memory until
     # log.txt exists.
     early = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
     logger = _logger(args.save_name, None, level)
@@ -188,10 +197,8 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
         logger.removeHandler(early)
     if not main:
         return _run(args, alg, path, gpu, early, level, resumed, main)
-    os.makedirs(path, exist_ok=True)
-    with run_lock(path):
-        write_run_files(args)
-        return _run(args, alg, path, gpu, early, level, resumed, main)
+    write_run_files(args)  # the folder is claimed and locked by train()
+    return _run(args, alg, path, gpu, early, level, resumed, main)
 
 
 def _run(args, alg, path, gpu, early, level, resumed, main):

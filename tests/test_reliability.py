@@ -94,12 +94,14 @@ def assert_same_final_state(ref: dict, out: dict) -> None:
     assert not diff, "resumed run differs from the uninterrupted one:\n" + "\n".join(diff[:20])
 
 
-def resume_a_copy(checkpoint, save_dir, method: str, config: str, run_flags: dict):
-    """Copy ``checkpoint`` into a new run folder under ``save_dir`` and finish that run with
+def resume_a_copy(checkpoint, save_dir, method: str, config: str, run_flags: dict, run_config):
+    """Copy ``checkpoint`` and its run's ``config.yaml`` (``run_config``: a resume without it
+    is refused) into a new run folder under ``save_dir`` and finish that run with
     ``--resume True``; returns the run folder."""
     run = save_dir / "run"
     run.mkdir(parents=True)
     shutil.copy2(checkpoint, run / "latest_model.pth")
+    shutil.copy2(run_config, run / "config.yaml")
     assert main(["train", "--algorithm", method, "--resume", "True"] + flags(config, save_dir, **run_flags)) == 0
     return run
 
@@ -181,7 +183,8 @@ def test_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml, snap
         assert differences(mid["model"], ref["model"])  # the resumed run has work left to do
         assert_round_trip(snapshots[it], str(ref_run / "config.yaml"), tmp_path / f"again_{it}.pth", method)
 
-        run = resume_a_copy(snapshots[it], tmp_path / f"resumed_from_{it}", method, digits_yaml, run_flags)
+        run = resume_a_copy(snapshots[it], tmp_path / f"resumed_from_{it}", method, digits_yaml, run_flags,
+                            ref_run / "config.yaml")
         log = (run / "log.txt").read_text()
         assert f"at iteration {it}" in log and "resumed from" in log
         assert_same_final_state(ref, load(run / "latest_model.pth"))
@@ -199,7 +202,8 @@ def test_resume_of_a_compared_baseline_is_bitwise(tmp_path, digits_yaml, snapsho
     ref = load(tmp_path / "ref" / "run" / "latest_model.pth")
     if method == "daso":  # the queue holds labeled features of every class seen
         assert ref["semi_usb_daso"]["queue"] and all(len(f) for f in ref["semi_usb_daso"]["queue"].values())
-    run = resume_a_copy(snapshots[4], tmp_path / "resumed", method, digits_yaml, run_flags)
+    run = resume_a_copy(snapshots[4], tmp_path / "resumed", method, digits_yaml, run_flags,
+                        tmp_path / "ref" / "run" / "config.yaml")
     assert "at iteration 4" in (run / "log.txt").read_text()
     assert_same_final_state(ref, load(run / "latest_model.pth"))
 

@@ -77,6 +77,7 @@ from typing import Any, List, Optional, Sequence
 
 from semi_usb.errors import ReportError
 
+from ..checkpoint import atomic_write
 from .leaderboard import cells_from_groups, render as render_leaderboard
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
 from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
@@ -138,16 +139,22 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"{out}: cannot create output directory ({exc.strerror})")
-    md = out / "results.md"
-    md.write_text(render_markdown(results), encoding="utf-8")
-    csv_path = out / "results.csv"
-    with csv_path.open("w", encoding="utf-8", newline="") as fh:
+    md, csv_path = out / "results.md", out / "results.csv"
+
+    def write_csv(fh) -> None:
         writer = csv.DictWriter(fh, fieldnames=csv_columns(), lineterminator="\n")
         writer.writeheader()
         writer.writerows(csv_rows(results))
-    board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
-    board.write_text(render_leaderboard(cells_from_groups(results), method_sort_key), encoding="utf-8")
-    return [md, csv_path, board] + (write_figures(results, out) if plots else [])
+
+    try:  # each file atomically (temporary file, fsync, rename): a kill leaves no partial table
+        atomic_write(str(md), lambda fh: fh.write(render_markdown(results)), mode="w")
+        atomic_write(str(csv_path), write_csv, mode="w")
+        board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
+        atomic_write(str(board), lambda fh: fh.write(render_leaderboard(cells_from_groups(results), method_sort_key)),
+                     mode="w")
+        return [md, csv_path, board] + (write_figures(results, out) if plots else [])
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write the report ({exc.strerror or exc}): choose a writable --out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -39,7 +39,10 @@ def _new_figure(width: float, height: float):  # -> matplotlib.figure.Figure
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(str(path), format="png", metadata={"Software": None})
+    """Write the PNG atomically (temporary file, fsync, rename)."""
+    from ..checkpoint import atomic_write
+
+    atomic_write(str(path), lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
 
 
 def _colors(methods: Sequence[str]) -> Dict[str, Any]:

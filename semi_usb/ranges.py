@@ -1,0 +1,122 @@
+"""Declared ranges of the numeric configuration keys, USB's and the plugin's alike.
+
+Every numeric key of USB's argument list (:data:`semi_usb.config.BASE_KEYS`) and of every
+registered algorithm's ``SSL_Argument`` list has an entry in :data:`RANGES`: a
+:class:`Range`, or ``None`` where no range applies (a seed, a rank) or where
+:func:`semi_usb.config.finalize` checks it together with other keys (the imbalance ratios).
+``tests/test_input_errors.py`` fails when a key has no entry. :func:`validate_ranges` is
+called by :func:`semi_usb.config.build_args`, before anything is written; a value out of
+range is a one-line :class:`~semi_usb.errors.ConfigError`. Also here: the run name must
+stay inside ``save_dir`` (:func:`check_save_name`) and ``--gpu`` must name a device that
+is present (:func:`check_gpu`, called by the trainer). Nothing here imports torch at
+module level.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo <= value <= hi`` (``<`` where open; ``None``: unbounded)."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if isinstance(v, float) and math.isnan(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+    def describe(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+
+
+PROB = Range(0, 1)              # probabilities, thresholds, momenta, mixing weights
+UNIT_OPEN = Range(0, 1, hi_open=True)
+SIZE = Range(1)                 # sizes, counts of iterations or images that must be >= 1
+COUNT = Range(0)                # counts that may be 0 (0: off)
+POSITIVE = Range(0, lo_open=True)  # rates, temperatures, scales
+WEIGHT = Range(0)               # loss weights, decays: >= 0
+NO_RANGE = None
+
+RANGES: dict = {
+    # USB's arguments (semilearn train.py) and the plugin's runner keys
+    "epoch": SIZE, "num_train_iter": SIZE, "num_warmup_iter": COUNT, "num_eval_iter": SIZE, "num_log_iter": SIZE,
+    "num_labels": SIZE, "batch_size": SIZE, "uratio": SIZE, "eval_batch_size": SIZE, "ema_m": UNIT_OPEN,
+    "ulb_loss_ratio": WEIGHT, "lr": POSITIVE, "momentum": PROB, "weight_decay": WEIGHT, "layer_decay": Range(0, 1, lo_open=True),
+    "clip_grad": WEIGHT, "num_classes": Range(2), "num_workers": COUNT,
+    "lb_imb_ratio": NO_RANGE, "ulb_imb_ratio": NO_RANGE,  # checked by config.finalize (|gamma| >= 1, sign = order)
+    "ulb_num_labels": SIZE, "img_size": SIZE, "crop_ratio": Range(0, 1, lo_open=True), "max_length": SIZE,
+    "max_length_seconds": POSITIVE, "sample_rate": SIZE, "world_size": SIZE, "rank": COUNT,
+    "seed": NO_RANGE, "gpu": COUNT, "semi_usb_num_threads": COUNT, "semi_usb_nonfinite_patience": COUNT,
+    # base algorithms' SSL_Argument lists
+    "p_cutoff": PROB, "T": POSITIVE, "ema_p": UNIT_OPEN, "C": POSITIVE, "gamma": POSITIVE, "rho_min": PROB,
+    "num_wu_iter": COUNT, "num_wu_eval_iter": SIZE, "K": SIZE, "in_loss_ratio": WEIGHT, "kl_loss_ratio": WEIGHT,
+    "mixup_alpha": POSITIVE, "contrast_loss_ratio": WEIGHT, "contrast_p_cutoff": PROB, "da_len": SIZE,
+    "proj_size": SIZE, "queue_batch": SIZE, "smoothing_alpha": PROB, "rot_loss_ratio": WEIGHT, "n_sigma": SIZE,
+    "unsup_warm_up": PROB, "ent_loss_ratio": WEIGHT, "vat_eps": POSITIVE,
+    # USB's imbalanced algorithms
+    "abc_loss_ratio": WEIGHT, "abc_p_cutoff": PROB, "adsh_tau_1": PROB,
+    "cossl_max_lam": PROB, "cossl_tfe_u_ratio": SIZE, "cossl_tfe_warm_bs": SIZE, "cossl_tfe_warm_ema_decay": UNIT_OPEN,
+    "cossl_tfe_warm_epoch": SIZE, "cossl_tfe_warm_lr": POSITIVE, "cossl_tfe_warm_wd": WEIGHT, "cossl_warm_epoch": COUNT,
+    "crest_alpha": POSITIVE, "crest_dist_align_t": POSITIVE, "crest_num_gens": SIZE,
+    "darp_alpha": POSITIVE, "darp_iter_T": SIZE, "darp_num_refine_iter": SIZE, "darp_warmup_epochs": COUNT,
+    "daso_T_dist": POSITIVE, "daso_T_proto": POSITIVE, "daso_assign_loss_ratio": WEIGHT, "daso_interp_alpha": PROB,
+    "daso_num_pl_dist_iter": SIZE, "daso_num_pretrain_iter": COUNT, "daso_queue_len": SIZE,
+    "debiaspl_ema_p": UNIT_OPEN, "debiaspl_tau": WEIGHT,
+    "tras_A": POSITIVE, "tras_B": POSITIVE, "tras_tro": POSITIVE, "tras_warmup_epochs": COUNT,
+    # the plugin's algorithms (docs/method.md)
+    "acr_T": POSITIVE, "acr_est_epoch": COUNT, "acr_tau1": WEIGHT, "acr_tau12": WEIGHT, "acr_tau2": WEIGHT,
+    "acr_tau_max": WEIGHT, "acr_tau_min": WEIGHT, "acr_u_momentum": PROB,
+    "semi_bank_size": SIZE, "semi_decay_beta": PROB, "semi_decay_step": SIZE, "semi_ealign_T": POSITIVE,
+    "semi_ealign_momentum": PROB, "semi_ealign_weight": WEIGHT, "semi_oheml_s": PROB, "semi_plce_alpha": WEIGHT,
+    "semi_proto_T": POSITIVE, "semi_warmup_iter": COUNT,
+}
+
+
+def validate_ranges(args: Any) -> None:
+    """Refuse a numeric value outside its declared range (one line naming key, range, value)."""
+    for key, rng in RANGES.items():
+        value = getattr(args, key, None)
+        if rng is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not rng.contains(value):
+            raise ConfigError(f"{key} must be {rng.describe()}, got {value}")
+    if getattr(args, "acr_tau_min", None) is not None and getattr(args, "acr_tau_max", None) is not None \
+            and args.acr_tau_min > args.acr_tau_max:
+        raise ConfigError(f"acr_tau_min {args.acr_tau_min} is above acr_tau_max {args.acr_tau_max}")
+
+
+def check_save_name(args: Any) -> None:
+    """The run folder must lie inside ``save_dir``: no absolute ``save_name``, no ``..``."""
+    name = str(args.save_name)
+    parts = name.replace("\\", "/").split("/")
+    if not name.strip() or os.path.isabs(name) or ".." in parts or name in (".",):
+        raise ConfigError(f"save_name {name!r} must name a folder inside save_dir {args.save_dir!r} "
+                          "(no absolute path, no '..')")
+
+
+def check_gpu(args: Any) -> None:
+    """``--gpu N`` must be a device that is present."""
+    if getattr(args, "gpu", None) is None:
+        return
+    import torch
+
+    n = torch.cuda.device_count()
+    if args.gpu >= n:
+        have = "no GPU" if n == 0 else f"{n} GPU{'s' if n > 1 else ''} (0..{n - 1})"
+        raise ConfigError(f"gpu {args.gpu} is not present: this machine has {have}; leave gpu unset "
+                          f"({'the CPU' if n == 0 else 'all GPUs'}) or pick one that exists")
