@@ -55,7 +55,7 @@ NO_RANGE = None
 RANGES: dict = {
     # USB's arguments (semilearn train.py) and the plugin's runner keys
     "epoch": SIZE, "num_train_iter": SIZE, "num_warmup_iter": COUNT, "num_eval_iter": SIZE, "num_log_iter": SIZE,
-    "num_labels": SIZE, "batch_size": SIZE, "uratio": SIZE, "eval_batch_size": SIZE, "ema_m": UNIT_OPEN,
+    "num_labels": SIZE, "batch_size": SIZE, "uratio": SIZE, "num_strong_views": Range(1, 2), "eval_batch_size": SIZE, "ema_m": UNIT_OPEN,
     "ulb_loss_ratio": WEIGHT, "lr": POSITIVE, "momentum": PROB, "weight_decay": WEIGHT, "layer_decay": Range(0, 1, lo_open=True),
     "clip_grad": WEIGHT, "num_classes": Range(2), "num_workers": COUNT,
     "lb_imb_ratio": NO_RANGE, "ulb_imb_ratio": NO_RANGE,  # checked by config.finalize (|gamma| >= 1, sign = order)
