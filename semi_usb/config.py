@@ -97,6 +97,7 @@ BASE_KEYS = [
     Key("semi_usb_num_threads", int, 0,
         "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
         "with workers for the same cores run several times slower)"),
+    Key("verbose", str2bool, False, "USB's log lines on the console too (they always go to log.txt)"),  # issue 20
     Key("semi_usb_nonfinite_patience", int, 20,
         "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check"),
 ]

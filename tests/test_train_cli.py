@@ -220,3 +220,38 @@ def test_command_line_names_win(tmp_path):
         build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {}, **quiet)
     assert build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {"save_name": "s"}, **quiet).save_name == "s"
 # --- command-line behaviour a user expects (issue 20): end ---
+
+
+# --- quiet console (issue 20): begin ---
+def test_console_is_quiet_verbose_shows_usb_lines_and_eval_prints_only_json(tmp_path, capsys):
+    """By default the console has the progress line every num_log_iter (2), one line per
+    evaluation (at 3 and 6) and the final line; USB's lines (confusion matrices, "validating...")
+    are in log.txt only. --verbose puts them on the console too. `semilearn eval`'s stdout is
+    one JSON document (as `| python -m json.tool` needs)."""
+    assert main(["train", "--algorithm", "semi", "--save_name", "quiet"] + digits_flags(tmp_path, iters=6)) == 0
+    out, err = capsys.readouterr()
+    lines = error_lines(err)
+    assert len(out.strip().splitlines()) == 1 and "top-1" in out  # the final line
+    assert len(lines) == 5, lines  # it 2, eval at 3, it 4, eval at 6, it 6
+    assert sum("eval at it" in line for line in lines) == 2 and all("ETA" in line for line in lines if " it/s" in line)
+    assert "confusion matrix" not in err + out and "validating" not in err + out
+    log = open(os.path.join(str(tmp_path), "quiet", "log.txt"), encoding="utf-8").read()
+    assert "confusion matrix" in log and "validating..." in log
+
+    assert main(["train", "--algorithm", "semi", "--save_name", "loud", "--verbose"] + digits_flags(tmp_path, iters=6)) == 0
+    out, err = capsys.readouterr()
+    assert "confusion matrix" in err and "validating..." in err and len(error_lines(err)) > 10
+    assert "confusion matrix" in open(os.path.join(str(tmp_path), "loud", "log.txt"), encoding="utf-8").read()
+
+    proc = subprocess.run(cli("eval", "--checkpoint", os.path.join(str(tmp_path), "quiet", "latest_model.pth")),
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["final"]["confusion_matrix"] == run_summary(os.path.join(str(tmp_path), "quiet"))["final"]["confusion_matrix"]
+    assert "confusion matrix" not in proc.stderr
+
+
+def test_format_eta():
+    from semi_usb.monitor import format_eta
+
+    assert (format_eta(0), format_eta(75.4), format_eta(3725), format_eta(-3)) == ("0:00", "1:15", "1:02:05", "0:00")
+# --- quiet console (issue 20): end ---
