@@ -25,6 +25,7 @@ import torch
 from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
+from .features import save_test_features
 from .naming import method_name
 from .resume import train_time_s
 from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, decide, read_summary, run_lock, trim_history,
@@ -219,6 +220,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
         return None
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
     summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
+    save_test_features(alg, path, args.imb_algorithm)  # before summary.json: a finished run has them (issue 20)
     atomic_json_dump(summary, os.path.join(path, SUMMARY))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
