@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, help="a .pth written by semilearn train")
     e.add_argument("--config", help="run configuration (default: config.yaml beside the checkpoint)")
     e.add_argument("--out", help="write the summary JSON here (default: eval_<checkpoint>.json beside it)")
+    e.add_argument("--verbose", action="store_true", help="USB's log lines on stderr (stdout has only the JSON)")
     _add_common(e)
 
     d = sub.add_parser("data", help="prepare data offline")
@@ -113,7 +114,7 @@ def _eval(ns) -> int:
     config = ns.config or config_path(os.path.dirname(ns.checkpoint))
     if not os.path.isfile(config):
         raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
-    args = build_args(None, config, {"resume": False})
+    args = build_args(None, config, {"resume": False, "verbose": ns.verbose}, warn=lambda m: print(m, file=sys.stderr))
     summary = evaluate_checkpoint(args, ns.checkpoint)
     out = ns.out or os.path.join(os.path.dirname(ns.checkpoint),
                                  "eval_" + os.path.splitext(os.path.basename(ns.checkpoint))[0] + ".json")

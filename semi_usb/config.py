@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
-from .naming import method_label, method_name, setting_name  # noqa: F401  (re-exported)
+from .naming import method_folder, method_label, method_name, rename_method, setting_name  # noqa: F401  (re-exported)
 from .plugin import registries
 
 
@@ -104,6 +104,7 @@ BASE_KEYS = [
     Key("semi_usb_num_threads", int, 0,
         "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
         "with workers for the same cores run several times slower)"),
+    Key("verbose", str2bool, False, "USB's log lines on the console too (they always go to log.txt)"),  # issue 20
     Key("semi_usb_nonfinite_patience", int, 20,
         "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check"),
 ]
@@ -247,6 +248,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     algorithm = file_values.get("algorithm", "fixmatch")
     imb = file_values.get("imb_algorithm")
     imb = None if imb in (None, "None", "null") else imb
+    file_method = method_folder(algorithm, imb)
     if "algorithm" in flags or "imb_algorithm" in flags:
         algorithm = flags.pop("algorithm", algorithm)
         imb = optional(str)(flags.pop("imb_algorithm", imb))
@@ -278,6 +280,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     if ignored:
         warn(f"note: ignored keys of other methods (not {method_label(algorithm, imb)}): {', '.join(ignored)}")
     values["algorithm"], values["imb_algorithm"] = algorithm, imb
+    follow_command_line(values, file_values, flags, file_method, warn)
     args = argparse.Namespace(**values)
     finalize(args)
     check_values(args)
@@ -291,6 +294,46 @@ def check_values(args: argparse.Namespace) -> None:
 
     validate_ranges(args)
     check_save_name(args)
+
+
+# --- command-line behaviour a user expects (issue 20): begin ---
+def follow_command_line(values: dict, file_values: dict, flags: dict, file_method: str, warn: Callable) -> None:
+    """What the command line changes beyond the keys it names (README, "Train").
+
+    * Another method than the config file's, without ``--save_name``: the config's
+      ``save_name`` with its method part replaced (:func:`semi_usb.naming.rename_method`);
+      an error when that name does not start with the config's method.
+    * ``--save_dir`` / ``--save_name`` (or the renamed run) move the config's ``load_path``
+      along when it is the default one (``<save_dir>/<save_name>/latest_model.pth`` of the
+      config's own keys); ``--load_path`` wins.
+    * ``epoch`` from the config file (or the default) that does not divide
+      ``num_train_iter``, and no ``--epoch``: ``num_train_iter / num_eval_iter`` when that
+      divides, else 1 (one epoch of ``num_train_iter`` iterations).
+    """
+    from .run_folder import checkpoint_path
+
+    method = method_folder(values["algorithm"], values["imb_algorithm"])
+    file_name = file_values.get("save_name")
+    if file_name and "save_name" not in flags and method != file_method:
+        renamed = rename_method(str(file_name), file_method, method)
+        if renamed is None:
+            raise ConfigError(f"the config's save_name {file_name!r} does not start with its method {file_method!r} "
+                              f"but {method} runs: pass --save_name")
+        values["save_name"] = renamed
+        warn(f"note: run name {renamed} (the config's save_name {file_name} names {file_method})")
+    file_load = file_values.get("load_path")
+    if file_load and file_name and "load_path" not in flags:
+        file_dir = str(file_values.get("save_dir", BASE_KEYS[0].default))
+        moved = (values["save_dir"], values["save_name"]) != (file_dir, file_name)
+        default = checkpoint_path(os.path.join(file_dir, str(file_name)))
+        if moved and os.path.normpath(str(file_load)) == os.path.normpath(default):
+            values["load_path"] = None  # finalize: <save_dir>/<save_name>/latest_model.pth
+    n, e, epoch = values["num_train_iter"], values["num_eval_iter"], values["epoch"]
+    if "epoch" not in flags and min(n, e, epoch) >= 1 and n % epoch:
+        values["epoch"] = n // e if n % e == 0 else 1
+        warn(f"note: epoch {values['epoch']} (the config's epoch {epoch} does not divide num_train_iter {n}; "
+             + ("num_train_iter / num_eval_iter)" if n % e == 0 else "num_eval_iter does not divide it either)"))
+# --- command-line behaviour a user expects (issue 20): end ---
 
 
 def _convert(key: Key, raw: Any, source: str) -> Any:

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 
 from .checkpoint import load_checkpoint
-from .runner import build_algorithm, load_weights, place_models, seed_everything
+from .runner import _logger, build_algorithm, load_weights, place_models, seed_everything, usb_prints
 from .summary import make_summary
 
 
 def evaluate_checkpoint(args, checkpoint: str) -> dict:
-    """Evaluate the EMA model of ``checkpoint`` on the test set, like the end of training."""
+    """Evaluate the EMA model of ``checkpoint`` on the test set, like the end of training.
+
+    Nothing goes to stdout (the command prints the JSON there): USB's lines go to stderr
+    with ``args.verbose``, else nowhere."""
+    ckpt = load_checkpoint(checkpoint)
+    logger = _logger(f"{args.save_name}.eval", None, "INFO", args.verbose)
+    with usb_prints(logger, args.verbose, stdout=False):
+        return _evaluate(args, checkpoint, ckpt, logger)
+
+
+def _evaluate(args, checkpoint: str, ckpt: dict, logger) -> dict:
     from semilearn.core.utils import EMA
 
-    ckpt = load_checkpoint(checkpoint)
     seed_everything(args.seed)
     args.distributed = False
-    alg = build_algorithm(args)
+    alg = build_algorithm(args, None, logger)
     place_models(args, alg)
     load_weights(args, alg, checkpoint)
     alg.ema = EMA(alg.model, alg.ema_m)

@@ -1,11 +1,14 @@
-"""Evaluation of a classifier on a loader: USB's metrics plus per-class accuracy."""
+"""Evaluation of a classifier on a loader: USB's metrics plus per-class accuracy, from scikit-learn."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support,
+                             recall_score)
 
 
 @dataclass
@@ -20,9 +23,8 @@ class EvalResult:
 
     @property
     def confusion(self) -> np.ndarray:
-        """Counts, rows = true class, columns = predicted class."""
-        idx = self.y_true * self.num_classes + self.y_pred
-        return np.bincount(idx, minlength=self.num_classes ** 2).reshape(self.num_classes, -1)
+        """Counts, rows = true class, columns = predicted class (scikit-learn's confusion_matrix)."""
+        return confusion_matrix(self.y_true, self.y_pred, labels=np.arange(self.num_classes))
 
     def confusion_normalized(self) -> np.ndarray:
         cm = self.confusion.astype(float)
@@ -31,36 +33,32 @@ class EvalResult:
     @property
     def per_class_acc(self) -> np.ndarray:
         """Recall of each class (NaN for a class absent from the set)."""
-        cm = self.confusion
-        support = cm.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+        return recall_score(self.y_true, self.y_pred, labels=np.arange(self.num_classes), average=None,
+                            zero_division=np.nan)
 
     @property
     def top1(self) -> float:
-        return float((self.y_true == self.y_pred).mean())
+        return float(accuracy_score(self.y_true, self.y_pred))
 
     @property
     def balanced_acc(self) -> float:
-        return float(np.nanmean(self.per_class_acc))
+        """Mean recall over the classes present in the set (scikit-learn's balanced_accuracy_score)."""
+        with warnings.catch_warnings():  # "y_pred contains classes not in y_true": those are left out, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            return float(balanced_accuracy_score(self.y_true, self.y_pred))
 
     def usb_metrics(self) -> dict:
-        """USB's eval keys (semilearn AlgorithmBase.evaluate), macro precision/recall/F1 included."""
-        cm = self.confusion.astype(float)
-        tp = np.diag(cm)
-        present = cm.sum(1) > 0
-        predicted = cm.sum(0)
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
-        recall = np.where(present, tp / np.maximum(cm.sum(1), 1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-        labels = present | (predicted > 0)
+        """USB's eval keys (semilearn AlgorithmBase.evaluate, which also takes precision,
+        recall and F1 from scikit-learn, macro over the classes seen in labels or predictions)."""
+        precision, recall, f1, _ = precision_recall_fscore_support(self.y_true, self.y_pred, average="macro",
+                                                                   zero_division=0)
         return {
             "loss": self.loss,
             "top-1-acc": self.top1,
             "balanced_acc": self.balanced_acc,
-            "precision": float(precision[labels].mean()),
-            "recall": float(recall[labels].mean()),
-            "F1": float(f1[labels].mean()),
+            "precision": float(precision),
+            "recall": float(recall),
+            "F1": float(f1),
         }
 
 

@@ -18,10 +18,12 @@ def _float(v) -> float:
 
 
 class ProgressHook(Hook):
-    """One status line: iteration, it/s, loss and the latest evaluation accuracy.
+    """The console of a run: one status line (iteration, it/s, ETA, loss, latest evaluation
+    accuracy) and one line per evaluation; USB's own lines go to ``log.txt`` (``--verbose``:
+    on the console too, :func:`semi_usb.runner._logger`).
 
-    On a terminal the line is redrawn at most twice a second; otherwise a line is printed
-    every ``num_log_iter`` iterations. Reading the loss (a device sync) happens only then.
+    On a terminal the status line is redrawn at most twice a second; otherwise a line is
+    printed every ``num_log_iter`` iterations. Reading the loss (a device sync) happens only then.
     """
 
     def __init__(self, stream=None):
@@ -32,22 +34,42 @@ class ProgressHook(Hook):
         self.t0, self.it0, self.last_draw = time.perf_counter(), algorithm.it, 0.0
 
     def after_train_step(self, algorithm):
+        if not _is_main(algorithm):
+            return
         now = time.perf_counter()
         done = algorithm.it + 1
+        evaluated = self.every_n_iters(algorithm, algorithm.num_eval_iter) or self.is_last_iter(algorithm)
         due = (now - self.last_draw > 0.5) if self.tty else self.every_n_iters(algorithm, algorithm.num_log_iter)
-        if not (due or self.is_last_iter(algorithm)) or not _is_main(algorithm):
+        if evaluated and getattr(algorithm, "last_eval", None) is not None:
+            acc = algorithm.last_eval
+            self._write(f"[{algorithm.save_name}] eval at it {done}: top-1 {100 * acc.top1:.2f}% | "
+                        f"balanced {100 * acc.balanced_acc:.2f}%", final=True)
+        if not (due or self.is_last_iter(algorithm)):
             return
         self.last_draw = now
         rate = (done - self.it0) / max(now - self.t0, 1e-9)
         loss = algorithm.log_dict.get("train/total_loss")
         acc = getattr(algorithm, "last_eval", None)
         text = (f"[{algorithm.save_name}] it {done}/{algorithm.num_train_iter} | {rate:.2f} it/s"
+                f" | ETA {format_eta((algorithm.num_train_iter - done) / max(rate, 1e-9))}"
                 + (f" | loss {_float(loss):.4f}" if loss is not None else "")
                 + (f" | eval top-1 {100 * acc.top1:.2f}%" if acc is not None else ""))
-        self.stream.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
-        if self.tty and self.is_last_iter(algorithm):
-            self.stream.write("\n")
+        self._write(text, final=self.is_last_iter(algorithm))
+
+    def _write(self, text: str, final: bool) -> None:
+        """A line; on a terminal the status line is redrawn in place and kept when ``final``."""
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def format_eta(seconds: float) -> str:
+    """``75`` -> ``1:15``, ``3725`` -> ``1:02:05``."""
+    s = int(round(max(seconds, 0.0)))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _is_main(algorithm) -> bool:

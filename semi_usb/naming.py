@@ -32,6 +32,17 @@ def method_folder(algorithm: str, imb_algorithm: Optional[str] = None) -> str:
     return f"{algorithm}_{imb_algorithm}" if imb_algorithm else str(algorithm)
 
 
+def rename_method(save_name: str, old_folder: str, new_folder: str) -> Optional[str]:
+    """A YAML's ``save_name`` for another method: ``fixmatch_daso_cifar10_..._0`` with
+    ``fixmatch_daso`` -> ``fixmatch_semi`` gives ``fixmatch_semi_cifar10_..._0``; None when the
+    name does not start with ``old_folder`` followed by ``_`` (or equal it)."""
+    if save_name == old_folder:
+        return new_folder
+    if save_name.startswith(old_folder + "_"):
+        return new_folder + save_name[len(old_folder):]
+    return None
+
+
 def normalise_method(name: str) -> str:
     """A method label as reports compare it: lowercase, no spaces."""
     return "".join(str(name).lower().split())

@@ -45,6 +45,7 @@ RUNTIME_KEYS = frozenset({
     "save_dir", "save_name", "load_path", "resume", "overwrite", "use_tensorboard", "use_wandb", "use_aim",
     "num_log_iter", "eval_batch_size", "data_dir", "num_workers", "gpu", "rank", "world_size", "dist_url",
     "dist_backend", "multiprocessing_distributed", "semi_usb_num_threads", "semi_usb_nonfinite_patience",
+    "verbose",  # issue 20: console output only
 })
 
 

@@ -9,6 +9,7 @@ checkpoint is :mod:`semi_usb.evaluation`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging.handlers
 import os
@@ -24,6 +25,7 @@ import torch
 from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
+from .features import save_test_features
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
@@ -185,11 +187,12 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
     # leaves nothing on disk (the claimed folder, still empty, is removed by the claim). The log lines wait in memory until
     # log.txt exists.
     early = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
-    logger = _logger(args.save_name, None, level)
+    logger = _logger(args.save_name, None, level, args.verbose)
     logger.addHandler(early)
     resumed = folder.state == RESUME
     try:
-        alg = build_algorithm(args, None, logger)
+        with usb_prints(logger, args.verbose):
+            alg = build_algorithm(args, None, logger)
         place_models(args, alg)
         if resumed:
             load_for_resume(args, alg)
@@ -208,7 +211,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     from . import preempt
     from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
 
-    logger = _logger(args.save_name, path, level)
+    logger = _logger(args.save_name, path, level, args.verbose)
     early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
     early.close()  # flushes the lines logged so far into log.txt
     tb_log = alg.tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
@@ -230,12 +233,13 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
         trim_history(path, 0)
 
     t0, start_it = time.time(), int(alg.it)
-    with preempt.catch(stop):  # SIGTERM/SIGUSR1/SIGUSR2: save at the next step boundary, exit 75
+    with preempt.catch(stop), usb_prints(logger, args.verbose):  # signals: save at the next step boundary, exit 75
         alg.train()
     if not main:
         return None
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
     summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
+    save_test_features(alg, path, args.imb_algorithm)  # before summary.json: a finished run has them (issue 20)
     atomic_json_dump(summary, os.path.join(path, SUMMARY))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
@@ -276,17 +280,63 @@ def checkpoint_last(alg) -> None:
     alg.register_hook(CheckpointHook(), "CheckpointHook", "LOWEST")
 
 
-def _logger(name: str, path: str, level: str):
-    """USB's get_logger, without the file handlers of earlier runs of the same name in this
-    process, and with the level set on the logger itself (basicConfig may be a no-op)."""
-    import logging
+# --- quiet console (issue 20): begin ---
+LOG_FORMAT = "[%(asctime)s %(levelname)s] %(message)s"  # USB's get_logger format
 
-    from semilearn.core.utils import get_logger
 
-    old = logging.getLogger(name)
-    for h in [h for h in old.handlers if isinstance(h, logging.FileHandler)]:
-        old.removeHandler(h)
+def _logger(name: str, path: str | None, level: str, verbose: bool = False) -> logging.Logger:
+    """The run's logger, USB's lines (``print_fn``) in ``path/log.txt`` in USB's format, on the
+    console (stderr) only when ``verbose``.
+
+    Not USB's ``get_logger``: its ``logging.basicConfig`` puts a console handler on the root
+    logger, which prints every line (confusion matrices included) next to the progress line.
+    File and console handlers of earlier runs of the same name in this process are dropped."""
+    logger = logging.getLogger(name)
+    for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler) or getattr(h, "semi_usb_console", False)]:
+        logger.removeHandler(h)
         h.close()
-    logger = get_logger(name, path, level)
+    logger.propagate = False
     logger.setLevel(level)
+    handlers = []
+    if path is not None:
+        os.makedirs(path, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(path, "log.txt")))
+    if verbose:
+        console = logging.StreamHandler(sys.stderr)
+        console.semi_usb_console = True
+        handlers.append(console)
+    for h in handlers:
+        h.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(h)
     return logger
+
+
+class _LogLines:
+    """A text stream whose lines go to a logger (semilearn's bare ``print`` calls)."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self.buffer = logger, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def usb_prints(logger: logging.Logger, verbose: bool, stdout: bool = True):
+    """Where semilearn's bare ``print`` calls go (``cifar.py``'s class counts, ``misc.py``'s
+    "overlapped by kwargs", ...): into ``logger`` unless ``verbose``; with ``verbose`` on
+    stdout, or stderr when stdout is reserved (``stdout=False``: eval's JSON)."""
+    if verbose and stdout:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr if verbose else _LogLines(logger)):
+        yield
+# --- quiet console (issue 20): end ---

@@ -166,3 +166,92 @@ def test_config_precedence_defaults_yaml_command_line(tmp_path):
     assert build_args(None, str(config), {}, warn=lambda m: None).num_train_iter == 40
     assert build_args(None, None, {"dataset": "digits", "num_classes": "10", "num_labels": "100"},
                       warn=lambda m: None).num_train_iter == 20
+
+
+# --- command-line behaviour a user expects (issue 20): begin ---
+def _protocol_shaped_config(tmp_path, save_name="fixmatch_daso_digits_lb40_10_ulb90_10_0") -> str:
+    """The quick-start digits config in the shape of USB's protocol configs (config/classic_cv_imb):
+    its own save_dir/save_name, ``resume: True`` with the default ``load_path``, epoch 256."""
+    text = open(os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), encoding="utf-8").read()
+    text = text.replace("save_dir: ./saved_models/quickstart\n",
+                        f"imb_algorithm: daso\nsave_dir: ./saved_models/classic_cv_imb\nsave_name: {save_name}\n"
+                        f"resume: True\nload_path: ./saved_models/classic_cv_imb/{save_name}/latest_model.pth\n")
+    text = text.replace("epoch: 3\n", "epoch: 256\n")
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_protocol_config_follows_save_dir_epoch_and_method(tmp_path, capsys):
+    """`--save_dir` moves the run and its default load_path (no 'checkpoint not found'), the
+    epoch follows num_train_iter / num_eval_iter, and `--algorithm semi` on a DASO config
+    writes into a folder named for SeMi."""
+    runs = tmp_path / "runs"
+    assert main(["train", "--algorithm", "semi", "--config", _protocol_shaped_config(tmp_path), "--save_dir", str(runs),
+                 "--num_train_iter", "4", "--num_eval_iter", "2", "--batch_size", "8", "--use_tensorboard", "False",
+                 "--semi_warmup_iter", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: epoch 2 (the config's epoch 256 does not divide num_train_iter 4" in err
+    assert "note: run name fixmatch_semi_digits_lb40_10_ulb90_10_0" in err
+    assert os.listdir(runs) == ["fixmatch_semi_digits_lb40_10_ulb90_10_0"]
+    s = run_summary(only_run(runs))
+    assert s["method"] == "fixmatch+semi" and s["iterations_done"] == 4
+    assert not os.path.exists(os.path.join(REPO, "saved_models", "classic_cv_imb"))
+
+
+def test_command_line_names_win(tmp_path):
+    """An explicit --save_name and --load_path, an explicit --epoch, and a config whose save_name
+    does not start with its method (one-line error when another method runs)."""
+    from semi_usb.config import ConfigError, build_args
+
+    config = _protocol_shaped_config(tmp_path)
+    quiet = dict(warn=lambda m: None)
+    args = build_args("semi", config, {"save_dir": "/x", "save_name": "mine"}, **quiet)
+    assert (args.save_name, args.load_path) == ("mine", os.path.join("/x", "mine", "latest_model.pth"))
+    args = build_args("semi", config, {"save_dir": "/x", "load_path": "/elsewhere/ckpt.pth"}, **quiet)
+    assert args.save_name == "fixmatch_semi_digits_lb40_10_ulb90_10_0" and args.load_path == "/elsewhere/ckpt.pth"
+    args = build_args(None, config, {}, **quiet)  # nothing overridden: the config as written
+    assert args.save_name == "fixmatch_daso_digits_lb40_10_ulb90_10_0" and args.epoch == 3  # 600 / 200
+    assert args.load_path == "./saved_models/classic_cv_imb/fixmatch_daso_digits_lb40_10_ulb90_10_0/latest_model.pth"
+    assert build_args(None, config, {"num_train_iter": "30", "num_eval_iter": "7"}, **quiet).epoch == 1
+    with pytest.raises(ConfigError, match="not divisible by epoch 256"):
+        build_args(None, config, {"num_train_iter": "30", "epoch": "256"}, **quiet)
+    with pytest.raises(ConfigError, match="save_name 'my_daso_run' does not start with its method 'fixmatch_daso'"):
+        build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {}, **quiet)
+    assert build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {"save_name": "s"}, **quiet).save_name == "s"
+# --- command-line behaviour a user expects (issue 20): end ---
+
+
+# --- quiet console (issue 20): begin ---
+def test_console_is_quiet_verbose_shows_usb_lines_and_eval_prints_only_json(tmp_path, capsys):
+    """By default the console has the progress line every num_log_iter (2), one line per
+    evaluation (at 3 and 6) and the final line; USB's lines (confusion matrices, "validating...")
+    are in log.txt only. --verbose puts them on the console too. `semilearn eval`'s stdout is
+    one JSON document (as `| python -m json.tool` needs)."""
+    assert main(["train", "--algorithm", "semi", "--save_name", "quiet"] + digits_flags(tmp_path, iters=6)) == 0
+    out, err = capsys.readouterr()
+    lines = error_lines(err)
+    assert len(out.strip().splitlines()) == 1 and "top-1" in out  # the final line
+    assert len(lines) == 5, lines  # it 2, eval at 3, it 4, eval at 6, it 6
+    assert sum("eval at it" in line for line in lines) == 2 and all("ETA" in line for line in lines if " it/s" in line)
+    assert "confusion matrix" not in err + out and "validating" not in err + out
+    log = open(os.path.join(str(tmp_path), "quiet", "log.txt"), encoding="utf-8").read()
+    assert "confusion matrix" in log and "validating..." in log
+
+    assert main(["train", "--algorithm", "semi", "--save_name", "loud", "--verbose"] + digits_flags(tmp_path, iters=6)) == 0
+    out, err = capsys.readouterr()
+    assert "confusion matrix" in err and "validating..." in err and len(error_lines(err)) > 10
+    assert "confusion matrix" in open(os.path.join(str(tmp_path), "loud", "log.txt"), encoding="utf-8").read()
+
+    proc = subprocess.run(cli("eval", "--checkpoint", os.path.join(str(tmp_path), "quiet", "latest_model.pth")),
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["final"]["confusion_matrix"] == run_summary(os.path.join(str(tmp_path), "quiet"))["final"]["confusion_matrix"]
+    assert "confusion matrix" not in proc.stderr
+
+
+def test_format_eta():
+    from semi_usb.monitor import format_eta
+
+    assert (format_eta(0), format_eta(75.4), format_eta(3725), format_eta(-3)) == ("0:00", "1:15", "1:02:05", "0:00")
+# --- quiet console (issue 20): end ---

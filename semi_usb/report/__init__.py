@@ -19,6 +19,8 @@ Files written to ``--out``:
 * ``per_class_acc_<setting>.png``, ``group_acc_<setting>.png`` (head / medium /
   tail, balanced, G-mean), ``confusion_<setting>.png`` and ``acc_curve_<setting>.png``
   for every setting.
+* ``embedding_<setting>.png`` -- t-SNE of the EMA model's test features, one panel per
+  method, for settings whose runs saved ``test_features.npz`` (:mod:`~semi_usb.report.embedding`).
 
 Definitions (all accuracies are fractions in the inputs, percentages in the
 outputs):
@@ -79,6 +81,7 @@ from semi_usb.errors import ReportError
 
 from ..checkpoint import atomic_write
 from .leaderboard import cells_from_groups, render as render_leaderboard
+from .embedding import write_embeddings  # issue 20: t-SNE of the runs' test features
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
 from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
 from .scores import (FINAL_WINDOW, GMEAN_FLOOR, HEAD_FRACTION, METRICS, Aggregate, GroupResult,
@@ -152,7 +155,7 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
         atomic_write(str(board), lambda fh: fh.write(render_leaderboard(cells_from_groups(results), method_sort_key)),
                      mode="w")
-        return [md, csv_path, board] + (write_figures(results, out) if plots else [])
+        return [md, csv_path, board] + (write_figures(results, out) + write_embeddings(results, out) if plots else [])
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the report ({exc.strerror or exc}): choose a writable --out")
 

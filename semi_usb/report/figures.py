@@ -33,7 +33,7 @@ def figure_names(setting: str) -> List[str]:
 def _new_figure(width: float, height: float):  # -> matplotlib.figure.Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")  # titles and tick labels kept inside
     FigureCanvasAgg(fig)
     return fig
 
@@ -69,7 +69,7 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
     counts = runs[0].summary.get("lb_class_counts")
     if counts is not None and len(counts) == c:
         labels = [f"{n}\n(n_l={int(k)})" for n, k in zip(labels, counts)] if c <= 20 else labels
-    width_in = min(40.0, max(6.0, 0.25 * c * max(1, len(groups)) + 2))
+    width_in = min(20.0, max(7.0, 0.25 * c * max(1, len(groups)) + 2))
     fig = _new_figure(width_in, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(c)
@@ -83,21 +83,26 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
                color=colors[g.method])
     _finish_bars(fig, ax, x, labels, "final per-class accuracy (%)", f"{groups[0].setting}: final per-class "
                  f"accuracy\n(median of last {FINAL_WINDOW} evals, mean over seeds)", path,
-                 fontsize=8 if c <= 20 else 5, rotation=0 if c <= 20 else 90)
+                 fontsize=7 if c <= 20 else 6, rotation=45 if c <= 20 else 90)
 
 
 def _finish_bars(fig, ax, x, labels: Sequence[str], ylabel: str, title: str, path: Path, **label_kw) -> None:
-    """Axes, legend and grid of a grouped percentage bar chart, then save it."""
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, **label_kw)
+    """Axes, legend and grid of a grouped percentage bar chart, then save it. More than
+    :data:`MAX_TICKS` labels: every k-th is shown (they would overlap)."""
+    step = max(1, -(-len(labels) // MAX_TICKS))
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(list(labels)[::step], ha="right" if label_kw.get("rotation") == 45 else "center",
+                       rotation_mode="anchor" if label_kw.get("rotation") == 45 else "default", **label_kw)
+    ax.set_xlim(x[0] - 0.6, x[-1] + 0.6)
     ax.set_ylim(0, 100)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     _save(fig, path)
 
+
+MAX_TICKS = 40  # tick labels on a bar chart's class axis
 
 GROUP_BARS = (("head_acc", "head"), ("medium_acc", "medium"), ("tail_acc", "tail"),
               ("balanced_acc", "balanced"), ("gmean", "G-mean"))
@@ -107,7 +112,7 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
     """Grouped bars of the final head / medium / tail recall, balanced accuracy and G-mean,
     one bar per method: mean over seeds, error bar = sample std."""
     import numpy as np
-    fig = _new_figure(max(6.0, 0.42 * len(GROUP_BARS) * max(1, len(groups)) + 2), 4.5)
+    fig = _new_figure(max(7.0, 0.42 * len(GROUP_BARS) * max(1, len(groups)) + 2), 4.5)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(GROUP_BARS))
     bar_w = 0.8 / max(1, len(groups))
@@ -118,8 +123,8 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
         ax.bar(x - 0.4 + bar_w * (i + 0.5), mean, bar_w, yerr=err, capsize=2,
                label=f"{g.method} (n={len(g.runs)})", color=colors[g.method])
     _finish_bars(fig, ax, x, [label for _, label in GROUP_BARS], "final accuracy / recall (%)",
-                 f"{groups[0].setting}: head / medium / tail (classes by labeled count)\n"
-                 f"(median of last {FINAL_WINDOW} evals, mean ± std over seeds)", path)
+                 f"{groups[0].setting}: head / medium / tail\n(classes sorted by labeled count; "
+                 f"median of last {FINAL_WINDOW} evals, mean ± std over seeds)", path, fontsize=9)
 
 
 def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:
@@ -156,7 +161,7 @@ def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:
             ax.set_ylabel("true", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=fig.axes, fraction=0.02)
-    fig.suptitle(f"{groups[0].setting}: confusion at the final evaluation "
+    fig.suptitle(f"{groups[0].setting}: confusion at the final evaluation\n"
                  "(row-normalised, mean over seeds)", fontsize=10)
     _save(fig, path)
 
@@ -191,7 +196,6 @@ def plot_curves(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
     ax.set_title(f"{groups[0].setting}: top-1 vs iteration (mean, min/max over seeds)",
                  fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     _save(fig, path)
 
 
