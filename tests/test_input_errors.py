@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO
 from semi_usb.cli import main
-from test_reliability import digits_cfg, digits_yaml, flags, tree  # noqa: F401  (fixtures)
+from run_helpers import digits_cfg, digits_yaml, flags, tree  # noqa: F401  (fixtures)
 
 RACE_DRIVER = textwrap.dedent("""
     import multiprocessing as mp, os, sys
@@ -78,7 +78,7 @@ def test_two_trains_racing_on_one_run_folder_one_trains_the_other_is_refused(dig
 
 # ------------------------------------------------------------------ atomic run files
 
-from test_reliability import SEMI, copy_run, finished_run  # noqa: E402,F401  (fixture)
+from run_helpers import SEMI, copy_run, finished_run  # noqa: E402,F401  (fixture)
 
 FINISHED_FLAGS = dict(num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI)
 

@@ -10,7 +10,7 @@ import time
 
 from conftest import REPO, cli
 from semi_usb.cli import main
-from test_reliability import SEMI, assert_same_final_state, digits_cfg, digits_yaml, flags, load  # noqa: F401
+from run_helpers import SEMI, assert_same_final_state, digits_cfg, digits_yaml, flags, load  # noqa: F401
 
 
 def test_sigterm_saves_at_a_step_boundary_and_resume_is_bitwise(digits_yaml, tmp_path):  # noqa: F811

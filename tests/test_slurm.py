@@ -17,7 +17,7 @@ from semi_usb.cli import main
 from semi_usb.compare import plan
 from semi_usb.launchers.slurm import queued, read_jobs
 from slurm_cluster import SlurmCluster, missing_binaries
-from test_reliability import assert_same_final_state, load
+from run_helpers import assert_same_final_state, load
 
 SETTING = "digits_lb40_10_ulb90_10"
 QUICKSTART = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
