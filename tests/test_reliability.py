@@ -46,7 +46,8 @@ def test_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml, snap
     for it in resume_from:
         mid = load(snapshots[it])
         loop = mid["semi_usb_loop"]
-        assert (mid["it"], loop["epoch"], loop["epoch_step"]) == (it, it // 6, it % 6)  # 6 iterations an epoch
+        # 6 iterations an epoch; a checkpoint at an epoch's last step is still in that epoch
+        assert (mid["it"], loop["epoch"], loop["epoch_step"]) == (it, (it - 1) // 6, (it - 1) % 6 + 1)
         assert differences(mid["model"], ref["model"])  # the resumed run has work left to do
         assert_round_trip(snapshots[it], str(ref_run / "config.yaml"), tmp_path / f"again_{it}.pth", method)
 
@@ -152,12 +153,15 @@ def _kill_during_checkpoint_write(proc, run, why: str) -> list:
     """Poll for a new checkpoint temporary file; stop the trainer when one appears and, if
     the file is still there (the write is not finished), kill it. Returns the temp files."""
     deadline = time.monotonic() + 240
-    stale = set(temp_files(run))  # left by an earlier kill
+    def checkpoint_temps() -> set:  # not config.yaml's or versions.json's: those are atomic too
+        return {t for t in temp_files(run) if ".pth." in os.path.basename(t)}
+
+    stale = checkpoint_temps()  # left by an earlier kill
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"trainer ended ({proc.returncode}) before a write could be interrupted {why}"
-        if set(temp_files(run)) - stale:
+        if checkpoint_temps() - stale:
             proc.send_signal(signal.SIGSTOP)
-            left = sorted(set(temp_files(run)) - stale)
+            left = sorted(checkpoint_temps() - stale)
             if left:  # frozen between creating the temp file and renaming it
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
