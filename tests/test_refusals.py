@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO, cli
 from semi_usb.cli import main
 from run_helpers import SEMI, copy_run, differences, error_lines, flags, load, tree, truncate
-from run_helpers import digits_cfg, digits_yaml, finished_run  # noqa: F401  (fixtures)
+from run_helpers import digits_cfg, digits_yaml, finished_run, snapshots  # noqa: F401  (fixtures)
 
 
 def test_each_run_saves_config_and_versions_beside_its_checkpoints(finished_run):
