@@ -374,3 +374,31 @@ def test_protocol_columns_and_warning_on_shared_keys(tmp_path):
     # lr (same), save_dir (runtime), semi_bank_size and p_cutoff (SSL_Argument keys, the
     # method's own; p_cutoff is shown in its column) are not warned about
     assert keys == ["include_lb_to_ulb", "lr_schedule", "num_strong_views"]
+
+
+def test_variants_of_one_method_are_separate_rows(tmp_path):
+    """SeMi at p_cutoff 0.7 and SeMi without PLCE beside SeMi as usual (two seeds each): three
+    rows, each variant named by the keys in which it differs from most of SeMi's runs; the
+    seed and runtime keys (save_dir) never make a variant."""
+    import yaml
+
+    from semi_usb.report.runs import load_run
+    from semi_usb.report.variants import variant_labels
+
+    base = {"p_cutoff": 0.95, "semi_use_plce": True, "lr_schedule": "cosine"}
+    variants = {"main": {}, "p07": {"p_cutoff": 0.7}, "noplce": {"semi_use_plce": False}}
+    usual = ["main"] * 2  # a third run of the usual configuration makes it the majority
+    dirs = []
+    for name in list(variants) + usual:
+        for seed in (0, 1):
+            d = _write_run(tmp_path / f"{name}_{len(dirs)}", "fixmatch+semi", seed)
+            config = {**base, **variants[name], "seed": seed, "save_dir": str(d.parent)}
+            (d / "config.yaml").write_text(yaml.safe_dump(config))
+            dirs.append(d)
+    labels = variant_labels([load_run(d) for d in dirs])
+    assert labels[:6] == ["fixmatch+semi"] * 2 + ["fixmatch+semi (p_cutoff 0.7)"] * 2 \
+        + ["fixmatch+semi (semi_use_plce False)"] * 2
+    assert main([str(d) for d in dirs] + ["--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    rows = _table_rows((tmp_path / "out" / "results.md").read_text(), SETTING_A, "| method | lr_schedule")
+    assert list(rows) == ["fixmatch+semi", "fixmatch+semi (p_cutoff 0.7)", "fixmatch+semi (semi_use_plce False)"]
+    assert rows["fixmatch+semi (p_cutoff 0.7)"][3] == "0.7"

@@ -89,6 +89,7 @@ from .scores import (FINAL_WINDOW, GMEAN_FLOOR, HEAD_FRACTION, METRICS, Aggregat
                      evaluation_metrics, format_pm, geometric_mean_recall,
                      head_medium_tail_split, late_gain, published_for_group, summarize_groups)
 from .tables import PROG, csv_columns, csv_rows, render_markdown
+from .variants import label_variants
 
 __all__ = [
     "FINAL_WINDOW",
@@ -135,7 +136,7 @@ __all__ = [
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
                  plots: bool = True) -> List[Path]:
     """Load the runs, write every output file to ``out_dir``, return their paths."""
-    runs = load_runs(run_dirs)
+    runs = label_variants(load_runs(run_dirs))
     results = summarize_groups(group_runs(runs))
     out = Path(out_dir)
     try:

@@ -124,11 +124,13 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     return runs
 
 
-def method_sort_key(method: str) -> Tuple[int, str]:
-    """Sort key: :data:`METHOD_ORDER` first, then alphabetical."""
-    if method in METHOD_ORDER:
-        return (METHOD_ORDER.index(method), "")
-    return (len(METHOD_ORDER), method)
+def method_sort_key(method: str) -> Tuple[int, str, str]:
+    """Sort key: :data:`METHOD_ORDER` first, then alphabetical; a method's variants
+    (``fixmatch+semi (p_cutoff 0.7)``, :mod:`semi_usb.report.variants`) after it."""
+    base, _, variant = method.partition(" (")
+    if base in METHOD_ORDER:
+        return (METHOD_ORDER.index(base), "", variant)
+    return (len(METHOD_ORDER), base, variant)
 
 
 def seed_key(seed: Any) -> Tuple[int, Any]:
