@@ -101,7 +101,6 @@ class Check:
         self.log_path = os.path.join(self.out, "log.txt")
         open(self.log_path, "w", encoding="utf-8").close()
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", SEMI_USB_OFFLINE="1", MPLBACKEND="Agg",
-                        SEMI_USB_SPLIT_CACHE=os.path.join(self.work, "split_cache"),
                         TORCHINDUCTOR_CACHE_DIR=os.path.join(self.work, "inductor"))
         if ns.cpu:
             self.env["CUDA_VISIBLE_DEVICES"] = ""

@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .errors import CheckpointError  # noqa: F401  (raised here, re-exported)
+from .errors import CheckpointError, WriteError  # noqa: F401  (CheckpointError re-exported)
 
 # torch is imported by the functions that need it: atomic_write serves ``semilearn report``
 # too, which must not import torch.
@@ -30,20 +30,50 @@ def temp_files(folder: str) -> list:
 
 def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``:
-    a reader sees the old complete file or the new complete one, never a partial one."""
+    a reader sees the old complete file or the new complete one, never a partial one.
+
+    A failed write (a full disk, a read-only folder) leaves ``path`` as it was, removes the
+    temporary file and raises :class:`~semi_usb.errors.WriteError` naming ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise WriteError.from_os_error(exc, path) from None
         raise
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one text line to ``path`` (a log of rows: ``eval_history.jsonl``), flushed to
+    disk. A failed write (a full disk) cuts the file back to what it held and raises
+    :class:`~semi_usb.errors.WriteError`; a kill mid-append leaves a torn last line, which
+    the readers of these files drop."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WriteError.from_os_error(exc, path) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            os.ftruncate(fd, size)
+            raise WriteError.from_os_error(exc, path) from None
+    finally:
+        os.close(fd)
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

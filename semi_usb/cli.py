@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "SeMi and ACR for class-imbalanced semi-supervised learning.")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,data,compare,report}")
 
-    t = sub.add_parser("train", help="train one algorithm", add_help=False, epilog=TRAIN_EPILOG,
+    # allow_abbrev=False: a USB key that is a prefix of an option (--conf, --seed for
+    # compare's --seeds) must not be taken for that option
+    t = sub.add_parser("train", help="train one algorithm", add_help=False, epilog=TRAIN_EPILOG, allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage="semilearn train --algorithm NAME [--config FILE] [--base BASE] [--any_usb_key VALUE ...]")
     t.add_argument("--algorithm", "-alg", dest="method", help="fixmatch, semi, acr, daso, abc, fixmatch+semi, ...")

@@ -163,7 +163,7 @@ def _stop(active: dict, echo, grace_s: float = 30.0) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="run several algorithms on the same settings and seeds",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Any further --key value is passed to every run (e.g. --num_train_iter 2000).")
     p.add_argument("--algorithms", help="comma list: fixmatch,daso,abc,acr,semi")
     p.add_argument("--setting", help="USB setting name(s), comma list, e.g. cifar10_lb1500_100_ulb3000_-100")
@@ -184,9 +184,27 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main, takes_extra=True)
 
 
+#: Keys compare sets for each run itself; given as an override they would make every run the same.
+PER_RUN_KEYS = {"seed": "--seeds", "save_name": "--save_dir", "load_path": "--save_dir", "resume": None}
+
+
+def check_overrides(extra: list) -> None:
+    """One-line error for an override of a key that compare sets per run (``--seed 3``
+    would give every run seed 3 under the names of seeds 0, 1, 2)."""
+    from .config import ConfigError
+
+    for item in extra:
+        key = item[2:].split("=", 1)[0] if item.startswith("--") else None
+        if key in PER_RUN_KEYS:
+            use = PER_RUN_KEYS[key]
+            raise ConfigError(f"--{key} is set by compare for each run" + (f": use {use}" if use else
+                              " (finished runs are skipped, interrupted ones resume)"))
+
+
 def main(ns, extra: list | None = None) -> int:
     from .grid import axes, plan_grid
 
+    check_overrides(list(extra or []))
     algorithms, settings, seeds, config_dir = axes(ns.grid, ns.algorithms, ns.setting, ns.seeds, ns.config_dir)
     runs = plan_grid(algorithms, settings, seeds, config_dir, ns.config, ns.save_dir, list(extra or []))
     if ns.status:

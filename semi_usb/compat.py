@@ -19,6 +19,7 @@ import math
 import os
 import pickle
 import sys
+import tempfile
 import time
 import types
 import warnings
@@ -206,11 +207,25 @@ class _NumpyWithMath(types.ModuleType):
         return getattr(self._numpy, name)
 
 
-def _split_cache_dir() -> str:
-    return os.environ.get(
-        "SEMI_USB_SPLIT_CACHE",
-        os.path.join(os.path.expanduser("~"), ".cache", "semi_usb", "split_index"),
-    )
+def _with_throwaway_split_dump(dataset_utils: types.ModuleType) -> Callable:
+    # Wraps semilearn/datasets/utils.py's sample_labeled_unlabeled_data, which np.saves the
+    # split's indices under `base_dir` (line 63: os.makedirs(<site-packages>/data/<dataset>/
+    # labeled_idx)): site-packages or any fixed folder may be read-only, and a command that
+    # fails later would leave them behind. The split is drawn again from the seed on every
+    # run (split_ssl_data passes load_exist=False), so the files go to a temporary folder,
+    # removed when the split is made. (STL-10's loader passes load_exist=True; with no file
+    # left to find it draws its split from the seed, as on a first run.)
+    sample = dataset_utils.sample_labeled_unlabeled_data
+
+    def wrapped(*args, **kwargs):
+        with tempfile.TemporaryDirectory(prefix="semi_usb_split_") as tmp:
+            saved, dataset_utils.base_dir = dataset_utils.base_dir, tmp
+            try:
+                return sample(*args, **kwargs)
+            finally:
+                dataset_utils.base_dir = saved
+
+    return wrapped
 
 
 def _with_daso_state(get_save_dict):
@@ -429,10 +444,10 @@ def apply() -> None:
     for stage in ("before_run", "before_train_step", "after_train_step"):
         setattr(timer.TimerHook, stage, getattr(_WallClockTimerHook, stage))
 
-    # semilearn/datasets/utils.py: `base_dir` points into site-packages, where
-    # sample_labeled_unlabeled_data writes its index caches (np.save); they are never read
-    # back (load_exist=False), and site-packages may be read-only. Redirect them.
-    dataset_utils.base_dir = _split_cache_dir()
+    dataset_utils.sample_labeled_unlabeled_data = _with_throwaway_split_dump(dataset_utils)
+    from semilearn.datasets.cv_datasets import stl10  # imported the function by name
+
+    stl10.sample_labeled_unlabeled_data = dataset_utils.sample_labeled_unlabeled_data
 
     # semilearn/imb_algorithms/crest/crest.py calls np.math.pow (gone in numpy 2). Give that
     # module, and only it, a numpy that still has .math.

@@ -95,8 +95,9 @@ def content_key(folder: str) -> str:
 def _cached_split(root: str, split: str, size: int | None) -> tuple[ImageSet, Callable[[], None]]:
     """``read_image_folder`` with an .npz cache beside the folder (decoding is the slow part),
     keyed by the folder's content (:func:`content_key`): rebuilt when any file changes.
-    Returns the images and the function that writes the cache, called once the datasets
-    are built (a command that fails on its data leaves no cache behind)."""
+    Returns the images and the function that writes the cache, called by
+    :func:`write_data_caches` once the run's own files are written (a command that fails on
+    its input leaves no cache behind)."""
     folder = os.path.join(root, split)
     if not os.path.isdir(folder):
         raise DataError(f"image folder not found: {folder} (expected {folder}/<class>/<image>)")
@@ -251,9 +252,19 @@ def _imagefolder(args, alg, data_dir):
     if train.classes != test.classes:
         raise DataError(f"train/ and test/ of {data_dir} have different class folders")
     datasets = build_ssl_datasets(args, alg, train, test, f"imagefolder {data_dir}")
-    write_train()
-    write_test()
+    datasets[-1].semi_usb_cache_writes = [write_train, write_test]  # see write_data_caches
     return datasets
+
+
+def write_data_caches(alg) -> None:
+    """Write the image-folder caches that building ``alg``'s datasets left pending (attached
+    to its evaluation dataset). Called once the command has got past every input check, so
+    that a command that fails leaves no cache."""
+    for dataset in (alg.dataset_dict or {}).values():
+        for write in getattr(dataset, "semi_usb_cache_writes", ()):
+            write()
+        if hasattr(dataset, "semi_usb_cache_writes"):
+            dataset.semi_usb_cache_writes = []
 
 
 PLUGIN_DATASETS: dict[str, Callable] = {"digits": _digits, "imagefolder": _imagefolder}

@@ -37,5 +37,22 @@ class ReportError(InputError, ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+class WriteError(InputError, OSError):
+    """A file could not be written (a full disk, a read-only or missing folder). Still an
+    :class:`OSError` with its ``errno``, ``strerror`` and ``filename``, so ``except OSError``
+    keeps working; as text, one line naming the path and what to do."""
+
+    def __str__(self) -> str:
+        return (f"cannot write {self.filename} ({self.strerror}): free space on its disk or choose a writable "
+                "place, then run the command again (a run continues with --resume True)")
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str) -> "WriteError":
+        """The :class:`WriteError` for ``exc`` raised while writing ``path``."""
+        if isinstance(exc, cls):
+            return exc
+        return cls(exc.errno, exc.strerror or str(exc), exc.filename or path)
+
+
 class UsageError(InputError, ValueError):
     """A command line that names no work to do (e.g. ``train`` without a method or config)."""

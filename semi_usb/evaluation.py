@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .checkpoint import load_checkpoint
+from .datasets import write_data_caches
 from .runner import _logger, build_algorithm, load_weights, place_models, seed_everything, usb_prints
 from .summary import make_summary
 
@@ -28,6 +29,7 @@ def _evaluate(args, checkpoint: str, ckpt: dict, logger) -> dict:
     alg = build_algorithm(args, None, logger)
     place_models(args, alg)
     load_weights(args, alg, checkpoint)
+    write_data_caches(alg)  # the checkpoint fits: past the input checks
     alg.ema = EMA(alg.model, alg.ema_m)
     alg.ema.register()
     alg.ema.load(alg.ema_model)

@@ -10,6 +10,7 @@ import time
 import torch
 from semilearn.core.hooks import Hook, ParamUpdateHook
 
+from .checkpoint import append_line
 from .errors import NonFiniteError  # noqa: F401  (raised here, re-exported)
 
 
@@ -88,8 +89,7 @@ class EvalHistoryHook(Hook):
         row = {"it": algorithm.it + 1, "top1": result.top1, "balanced_acc": result.balanced_acc,
                "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc]}
         path = os.path.join(algorithm.save_dir, algorithm.save_name, "eval_history.jsonl")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(path, json.dumps(row))
 
 
 class GuardedParamUpdateHook(ParamUpdateHook):

@@ -25,6 +25,7 @@ import torch
 from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
+from .datasets import write_data_caches
 from .features import save_test_features
 from .naming import method_name
 from .ranges import check_gpu
@@ -201,6 +202,7 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
     if not main:
         return _run(args, alg, path, gpu, early, level, resumed, main)
     write_run_files(args)  # the folder is claimed and locked by train()
+    write_data_caches(alg)  # past every input check: a failed command leaves no cache
     return _run(args, alg, path, gpu, early, level, resumed, main)
 
 

@@ -10,7 +10,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("SEMI_USB_OFFLINE", "1")  # never try a download in tests
-os.environ.setdefault("SEMI_USB_SPLIT_CACHE", os.path.join(REPO, ".pytest_cache", "split_index"))
 
 
 def cli(*args) -> list:

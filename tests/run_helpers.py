@@ -2,9 +2,12 @@
 test_input_errors.py, test_preempt.py, test_slurm.py): real digits runs, bitwise state comparison."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +163,62 @@ def copy_run(finished_run: str, tmp_path) -> str:
     dst = tmp_path / "saved" / "run"
     shutil.copytree(finished_run, dst)  # copy2: times kept
     return str(dst)
+
+
+# ----------------------------------------------------------------------------- image folders, file systems
+
+def image_folder(root, classes: dict, tar_path) -> None:
+    """``root/<split>/<class>/<n>.png`` from real CIFAR-10 JPEGs: ``classes`` maps a class
+    folder to (split -> number of images), images taken in the archive's order."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    with tarfile.open(tar_path) as tar:
+        members = (m for m in tar if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg", ".png")))
+        for cls, splits in classes.items():
+            for split, n in splits.items():
+                folder = os.path.join(root, split, cls)
+                os.makedirs(folder, exist_ok=True)
+                for i in range(n):
+                    data = tar.extractfile(next(members)).read()
+                    Image.open(io.BytesIO(data)).convert("RGB").save(os.path.join(folder, f"{cls}_{i}.png"))
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    from conftest import cifar_tar
+
+    tar_path = cifar_tar()
+    if tar_path is None:
+        pytest.skip("CIFAR-10 archive not found (set SEMI_USB_CIFAR_TAR)")
+    root = tmp_path / "imgs"
+    image_folder(root, {"a": {"train": 3, "test": 2}, "b": {"train": 3, "test": 2}}, tar_path)
+    return root
+
+
+@contextlib.contextmanager
+def tmpfs(path, size: str, read_only: bool = False):
+    """A real tmpfs of ``size`` (``"2m"``) mounted at ``path`` (made) for the block: a full
+    disk or a read-only file system that refuses root too. Needs root and mount: the test
+    is skipped otherwise."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def fill(folder) -> None:
+    """Fill the file system of ``folder`` up to its last block (a file ``filler``)."""
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass

@@ -93,6 +93,21 @@ def test_symmetric_kl_anchors_and_tau1():
     assert tau1_from_kl(kl, 0.0, 2.0).item() == pytest.approx(2 * w, rel=1e-6)
 
 
+def test_tau1_reading_aid_of_the_docs():
+    """The values docs/method.md and results/ quote to read ACR's tau1 (C = 10, USB's LT
+    prior with N1 1500, gamma 100): an estimate equal to the labeled prior gives 0.08,
+    a uniform one 0.81, the reversed prior 1.76 (near 2: a reversed split)."""
+    c, gamma, n1 = 10, 100, 1500
+    counts = torch.tensor([int(n1 * gamma ** (-k / (c - 1))) for k in range(c)], dtype=torch.float64)
+    pi = counts / counts.sum()
+    for estimate, expected in [(pi, 0.076), (torch.full((c,), 1 / c, dtype=torch.float64), 0.814),
+                               (pi.flip(0), 1.757)]:
+        tau1 = tau1_from_kl(symmetric_kl(estimate.unsqueeze(0), anchors(pi)), 0.0, 2.0)
+        assert tau1.item() == pytest.approx(expected, abs=5e-4)
+    text = " ".join(open(os.path.join(REPO, "docs", "method.md"), encoding="utf-8").read().split())
+    assert "estimate equal to `pi` gives 0.08, uniform 0.81, reversed `pi` 1.76" in text
+
+
 def test_tau1_estimator_epoch_average():
     pi = torch.tensor([0.7, 0.2, 0.1])
     est = Tau1Estimator(pi, tau1=2.0, momentum=0.9)

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO
 from semi_usb.cli import main
-from run_helpers import digits_cfg, digits_yaml, flags, tree  # noqa: F401  (fixtures)
+from run_helpers import digits_cfg, digits_yaml, flags, small_folder, tmpfs, tree  # noqa: F401  (fixtures)
 
 RACE_DRIVER = textwrap.dedent("""
     import multiprocessing as mp, os, sys
@@ -147,37 +147,6 @@ def test_a_kill_during_the_history_rewrite_loses_nothing(finished_run, tmp_path,
 
 
 # ------------------------------------------------------------------ image folders
-
-def _image_folder(root, classes: dict, tar_path) -> None:
-    """``root/<split>/<class>/<n>.png`` from real CIFAR-10 JPEGs: ``classes`` maps a class
-    folder to (split -> number of images), images taken in the archive's order."""
-    import io
-    import tarfile
-
-    from PIL import Image
-
-    with tarfile.open(tar_path) as tar:
-        members = (m for m in tar if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg", ".png")))
-        for cls, splits in classes.items():
-            for split, n in splits.items():
-                folder = os.path.join(root, split, cls)
-                os.makedirs(folder, exist_ok=True)
-                for i in range(n):
-                    data = tar.extractfile(next(members)).read()
-                    Image.open(io.BytesIO(data)).convert("RGB").save(os.path.join(folder, f"{cls}_{i}.png"))
-
-
-@pytest.fixture
-def small_folder(tmp_path):
-    from conftest import cifar_tar
-
-    tar_path = cifar_tar()
-    if tar_path is None:
-        pytest.skip("CIFAR-10 archive not found (set SEMI_USB_CIFAR_TAR)")
-    root = tmp_path / "imgs"
-    _image_folder(root, {"a": {"train": 3, "test": 2}, "b": {"train": 3, "test": 2}}, tar_path)
-    return root
-
 
 def test_the_image_folder_cache_follows_files_moved_between_classes(small_folder):
     """Moving an image between class folders leaves data_dir/train's mtime as it was; the
@@ -417,11 +386,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
     from semi_usb import compat
     from semi_usb.errors import CheckpointError
 
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "small", "2m") as mnt:
         old = mnt / "latest_model.pth"
         import shutil
 
@@ -442,8 +407,6 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
         assert "previous checkpoint is intact" in msg
         assert old.read_bytes() == before and os.listdir(mnt) == ["latest_model.pth"]
         del shutil
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 # ------------------------------------------------------------------ compare
@@ -457,3 +420,16 @@ def test_compare_validates_every_run_before_the_first_starts(tmp_path, capsys):
     assert code == 2 and len(err) == 1, err
     assert "unknown key 'num_train_iters' in the command line (did you mean 'num_train_iter'?)" in err[0]
     assert not save_dir.exists()  # no run started, no log folder
+
+
+@pytest.mark.parametrize("flag,expected", [("--seed", "--seed is set by compare for each run: use --seeds"),
+                                           ("--save_name", "--save_name is set by compare for each run: use --save_dir")])
+def test_compare_refuses_a_key_it_sets_per_run(tmp_path, capsys, flag, expected):
+    """`--seed 3` is not taken for `--seeds` (no prefix matching) nor passed to every run,
+    which would train seed 3 three times under the names of seeds 0, 1 and 2."""
+    code = main(["compare", "--algorithms", "fixmatch", "--setting", "digits_lb40_10_ulb90_10", "--config",
+                 os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--save_dir", str(tmp_path / "cmp"),
+                 flag, "3"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    assert code == 2 and err == [f"semilearn compare: error: {expected}"], err
+    assert not (tmp_path / "cmp").exists()
