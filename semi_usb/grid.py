@@ -54,14 +54,21 @@ def plan_grid(algorithms: list, settings: list, seeds: list, config_dir: str, ba
 
 def expand_save_dirs(paths) -> list:
     """Each path as given, except a folder that is not a run but holds runs (a compare
-    ``--save_dir``): its run folders (those with ``config.yaml`` or ``summary.json``), sorted."""
+    ``--save_dir``, or a folder of such folders): the run folders under it (those with
+    ``config.yaml`` or ``summary.json``), sorted, found at any depth."""
     import os
 
+    marks = ("summary.json", "config.yaml")
+
+    def is_run(p: str) -> bool:
+        return any(os.path.isfile(os.path.join(p, m)) for m in marks)
+
+    def runs_under(p: str) -> list:
+        if is_run(p) or not os.path.isdir(p):
+            return [p] if is_run(p) else []
+        return [r for d in sorted(os.listdir(p)) for r in runs_under(os.path.join(p, d))]
+
     out = []
-    for p in paths:
-        p = str(p)
-        marks = ("summary.json", "config.yaml")
-        inner = sorted(os.path.join(p, d) for d in os.listdir(p)
-                       if any(os.path.isfile(os.path.join(p, d, m)) for m in marks)) if os.path.isdir(p) else []
-        out.extend(inner if inner and not any(os.path.isfile(os.path.join(p, m)) for m in marks) else [p])
+    for p in map(str, paths):
+        out.extend(runs_under(p) or [p])
     return out

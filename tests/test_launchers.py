@@ -142,3 +142,24 @@ def test_leaderboard_cells_and_table():
                                  "| 51.00 ± 1.41 |")
     assert lines[header + 3] == "| fixmatch+semi | 81.00 ± 1.41 | — | — |"
     assert "Published numbers: USB's table." in table
+
+
+def test_a_report_over_folders_of_runs_leaves_out_unfinished_ones(tmp_path, capsys):
+    """`semilearn report <folder of compare folders>` finds the runs at any depth; a run
+    still training (config.yaml, no summary.json) is left out with a note, and named
+    alone it is a one-line error saying it is not finished."""
+    from semi_usb.cli import main
+    from test_report import _write_run
+
+    done = _write_run(tmp_path / "all" / "ablation" / "no_plce", "fixmatch", 0)
+    training = tmp_path / "all" / "main" / "fixmatch_1"
+    training.mkdir(parents=True)
+    (training / "config.yaml").write_text("seed: 1\n")
+    assert expand_save_dirs([str(tmp_path / "all")]) == [str(done), str(training)]
+    assert main(["report", str(tmp_path / "all"), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: left out 1 unfinished run(s) (no summary.json yet): {training}" in err
+    assert main(["report", str(training), "--out", str(tmp_path / "out2")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"semilearn report: error: {training}: the run is not finished (no summary.json yet): let it "
+                   "finish or resume it (--resume True), or leave it out"]

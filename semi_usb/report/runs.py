@@ -4,6 +4,7 @@ grouping runs by ``(setting, method)`` (see :mod:`semi_usb.report` for the defin
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
@@ -78,6 +79,9 @@ def load_run(run_dir: Path | str) -> Run:
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (expected a training run directory)")
     if not summary_path.is_file():
+        if (path / "config.yaml").is_file():
+            raise ReportError(f"{path}: the run is not finished (no summary.json yet): let it finish or resume it "
+                              "(--resume True), or leave it out")
         raise ReportError(f"{path}: no summary.json (not a training run directory)")
     summary = _read_json(summary_path)
     if not isinstance(summary, dict):
@@ -111,16 +115,25 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     """Load several run directories (duplicates, by resolved path, once)."""
     runs: List[Run] = []
     seen = set()
+    unfinished: List[str] = []
     from semi_usb.grid import expand_save_dirs  # a compare --save_dir stands for its runs
 
+    named = {Path(d).resolve() for d in run_dirs}
     for d in expand_save_dirs(run_dirs):
         key = Path(d).resolve()
         if key in seen:
             continue
         seen.add(key)
+        if key not in named and not (key / "summary.json").is_file():
+            unfinished.append(str(d))  # a run of a folder of runs still training: left out, said below
+            continue
         runs.append(load_run(d))
+    if unfinished:
+        print(f"note: left out {len(unfinished)} unfinished run(s) (no summary.json yet): "
+              + ", ".join(unfinished), file=sys.stderr)
     if not runs:
-        raise ReportError("no run directories given")
+        raise ReportError("no finished run in " + ", ".join(map(str, run_dirs)) if unfinished
+                          else "no run directories given")
     return runs
 
 
