@@ -7,7 +7,6 @@ forward returns ``{'logits', 'feat'}``, accepts ``only_feat`` / ``only_fc``, and
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 

@@ -13,7 +13,7 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import pytest
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
-import yaml
-
 from .runs import Run
 
 #: Shown for every method; a run from before a key existed ran with its default.
@@ -22,14 +20,8 @@ IDENTITY_KEYS = frozenset({"seed", "save_name", "load_path", "algorithm", "imb_a
 
 
 def run_config(run: Run) -> Dict[str, Any]:
-    """The run's ``config.yaml`` (empty when absent or unreadable)."""
-    path = run.path / "config.yaml"
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The run's ``config.yaml`` (empty when absent or unreadable; read once per run)."""
+    return run.config
 
 
 def protocol_values(run: Run) -> Dict[str, Any]:

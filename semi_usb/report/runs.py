@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
+
+import yaml
 
 from semi_usb.errors import ReportError
 from semi_usb.naming import summary_method, summary_setting
@@ -32,6 +35,16 @@ class Run:
     def num_classes(self) -> int:
         """Number of classes (``summary.num_classes``)."""
         return int(self.summary["num_classes"])
+
+    @cached_property
+    def config(self) -> Dict[str, Any]:
+        """The run's ``config.yaml``, read once (empty when absent or unreadable)."""
+        try:
+            with open(self.path / "config.yaml", encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 def _read_json(path: Path) -> Any:
