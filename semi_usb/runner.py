@@ -26,6 +26,7 @@ from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
 from .datasets import write_data_caches
+from .errors import WriteError
 from .features import save_test_features
 from .naming import method_name
 from .ranges import check_gpu
@@ -286,6 +287,18 @@ def checkpoint_last(alg) -> None:
 LOG_FORMAT = "[%(asctime)s %(levelname)s] %(message)s"  # USB's get_logger format
 
 
+class _RunLogFile(logging.FileHandler):
+    """``log.txt``: a failed write (a full disk) stops the run with the one-line
+    :class:`~semi_usb.errors.WriteError` naming the file, instead of logging's own traceback
+    on stderr (``logging.Handler.handleError``) while the run goes on without its log."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            raise WriteError.from_os_error(exc, self.baseFilename) from None
+        super().handleError(record)
+
+
 def _logger(name: str, path: str | None, level: str, verbose: bool = False) -> logging.Logger:
     """The run's logger, USB's lines (``print_fn``) in ``path/log.txt`` in USB's format, on the
     console (stderr) only when ``verbose``.
@@ -302,7 +315,7 @@ def _logger(name: str, path: str | None, level: str, verbose: bool = False) -> l
     handlers = []
     if path is not None:
         os.makedirs(path, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(path, "log.txt")))
+        handlers.append(_RunLogFile(os.path.join(path, "log.txt")))
     if verbose:
         console = logging.StreamHandler(sys.stderr)
         console.semi_usb_console = True

@@ -102,3 +102,24 @@ def test_a_run_that_fails_after_reading_an_image_folder_leaves_no_cache(small_fo
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in small_folder.glob(".semi_usb_*.npz")) == [".semi_usb_test_32.npz",
                                                                            ".semi_usb_train_32.npz"]
+
+
+def test_a_full_disk_for_log_txt_stops_the_run_with_one_line(tmp_path):
+    """log.txt (USB's lines, the run's logger): a failed write raises the WriteError naming
+    the file, which the command prints as its one line, instead of logging's traceback on
+    stderr while the run goes on without its log."""
+    from semi_usb.errors import InputError, WriteError
+    from semi_usb.runner import _logger
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        logger = _logger("full_disk_log", str(disk / "run"), "INFO")
+        logger.info("first line")
+        fill(disk)
+        with pytest.raises(WriteError) as err:
+            logger.info("x" * 20_000)
+        assert isinstance(err.value, InputError)
+        assert str(err.value).startswith(f"cannot write {disk / 'run' / 'log.txt'} (No space left on device): {ADVICE}")
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        assert (disk / "run" / "log.txt").read_text().splitlines()[0].endswith("first line")
