@@ -4,6 +4,7 @@ configuration, class counts, hardware and versions it was obtained with (read by
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import socket
 
@@ -28,10 +29,24 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``; ``None`` where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def hardware() -> dict:
-    """The training device (GPU name or cpu), CPU, torch threads and host."""
-    info = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
-            "num_threads": torch.get_num_threads(), "host": socket.gethostname()}
+    """The training device (GPU name or cpu), CPU architecture and model, logical CPUs, torch
+    threads and host."""
+    info = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(), "num_threads": torch.get_num_threads(), "host": socket.gethostname()}
     if torch.cuda.is_available():
         info["device"] = torch.cuda.get_device_name(0)
         info["num_gpus"] = torch.cuda.device_count()

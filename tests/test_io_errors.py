@@ -113,13 +113,15 @@ def test_a_full_disk_for_log_txt_stops_the_run_with_one_line(tmp_path):
 
     with tmpfs(tmp_path / "disk", "1m") as disk:
         logger = _logger("full_disk_log", str(disk / "run"), "INFO")
-        logger.info("first line")
-        fill(disk)
-        with pytest.raises(WriteError) as err:
-            logger.info("x" * 20_000)
+        try:
+            logger.info("first line")
+            fill(disk)
+            with pytest.raises(WriteError) as err:
+                logger.info("x" * 20_000)
+        finally:  # closed before the tmpfs is unmounted
+            for h in list(logger.handlers):
+                logger.removeHandler(h)
+                h.close()
         assert isinstance(err.value, InputError)
         assert str(err.value).startswith(f"cannot write {disk / 'run' / 'log.txt'} (No space left on device): {ADVICE}")
-        for h in list(logger.handlers):
-            logger.removeHandler(h)
-            h.close()
         assert (disk / "run" / "log.txt").read_text().splitlines()[0].endswith("first line")

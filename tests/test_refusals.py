@@ -32,6 +32,10 @@ def test_each_run_saves_config_and_versions_beside_its_checkpoints(finished_run)
         info = json.load(f)
     assert info["versions"]["torch"] == torch.__version__ and "semilearn" in info["versions"]
     assert info["hardware"]["device"] == "cpu" or torch.cuda.is_available()
+    assert info["hardware"]["cpu_count"] == os.cpu_count()
+    if os.path.exists("/proc/cpuinfo"):  # Linux: the model name of its first CPU
+        models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        assert info["hardware"]["cpu_model"] == (models[0] if models else None)
     with open(os.path.join(finished_run, "summary.json")) as f:
         assert json.load(f)["resumed_from_it"] == 0
 

@@ -294,6 +294,22 @@ def test_late_gain_column(tmp_path):
     assert float(row["top1_late_gain_mean"]) == pytest.approx(15.0) and row["top1_late_gain_n"] == "2"
 
 
+def test_header_names_the_cpu_model_and_cores(tmp_path):
+    """Runs that recorded the CPU's model and logical CPU count (semi_usb.summary.hardware)
+    show them in the header; runs of two machines list both."""
+    dirs = []
+    for seed, model in ((0, "AMD EPYC"), (1, "Intel Xeon")):
+        d = _write_run(tmp_path / "runs", "fixmatch", seed)
+        summary = json.loads((d / "summary.json").read_text())
+        summary["hardware"] = {"device": "cpu", "cpu": "x86_64", "cpu_model": model, "cpu_count": 2, "num_threads": 1}
+        (d / "summary.json").write_text(json.dumps(summary))
+        dirs.append(str(d))
+    assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "hardware: cpu, CPU x86_64 AMD EPYC (2 logical CPUs), 1 threads; cpu, CPU x86_64 Intel Xeon " \
+           "(2 logical CPUs), 1 threads" in md
+
+
 # --------------------------------------------------------------------------
 # Published numbers against PROTOCOL.md
 # --------------------------------------------------------------------------

@@ -29,7 +29,9 @@ def _hardware(run: Run) -> str:
         return str(hw)
     parts = [str(hw.get("device", "unknown device"))]
     if hw.get("cpu"):
-        parts.append(f"CPU {hw['cpu']}")
+        model = f" {hw['cpu_model']}" if hw.get("cpu_model") else ""
+        cores = f" ({hw['cpu_count']} logical CPUs)" if hw.get("cpu_count") else ""
+        parts.append(f"CPU {hw['cpu']}{model}{cores}")
     if hw.get("num_threads") is not None:
         parts.append(f"{hw['num_threads']} threads")
     return ", ".join(parts)
