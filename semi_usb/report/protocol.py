@@ -19,15 +19,9 @@ PROTOCOL_KEYS = {"lr_schedule": "usb", "num_strong_views": 1, "p_cutoff": None, 
 IDENTITY_KEYS = frozenset({"seed", "save_name", "load_path", "algorithm", "imb_algorithm"})
 
 
-def run_config(run: Run) -> Dict[str, Any]:
-    """The run's ``config.yaml`` (empty when absent or unreadable; read once per run)."""
-    return run.config
-
-
 def protocol_values(run: Run) -> Dict[str, Any]:
     """``PROTOCOL_KEYS`` of one run: summary, else config.yaml, else the key's default."""
-    config = run_config(run)
-    return {k: run.summary.get(k, config.get(k, default)) for k, default in PROTOCOL_KEYS.items()}
+    return {k: run.summary.get(k, run.config.get(k, default)) for k, default in PROTOCOL_KEYS.items()}
 
 
 def shared_keys() -> List[str]:
@@ -42,7 +36,7 @@ def differing_keys(runs: Sequence[Run]) -> Dict[str, Dict[str, List[str]]]:
     """Shared keys whose values differ between the methods: key -> method -> its values."""
     values: Dict[str, Dict[str, set]] = {}
     for run in runs:
-        config = {**run_config(run), **protocol_values(run)}
+        config = {**run.config, **protocol_values(run)}
         for key in shared_keys():
             if key in config:
                 values.setdefault(key, {}).setdefault(run.method, set()).add(str(config[key]))

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
@@ -22,7 +21,7 @@ METHOD_ORDER: Tuple[str, ...] = ("fixmatch", "fixmatch+daso", "fixmatch+abc",
 
 @dataclass
 class Run:
-    """One training run: its summary, evaluation history and identity."""
+    """One training run: its summary, evaluation history, configuration and identity."""
 
     path: Path
     summary: Dict[str, Any]
@@ -30,21 +29,12 @@ class Run:
     setting: str
     method: str
     seed: Any
+    config: Dict[str, Any] = field(default_factory=dict)  # its config.yaml (load_config)
 
     @property
     def num_classes(self) -> int:
         """Number of classes (``summary.num_classes``)."""
         return int(self.summary["num_classes"])
-
-    @cached_property
-    def config(self) -> Dict[str, Any]:
-        """The run's ``config.yaml``, read once (empty when absent or unreadable)."""
-        try:
-            with open(self.path / "config.yaml", encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
-            return {}
-        return data if isinstance(data, dict) else {}
 
 
 def _read_json(path: Path) -> Any:
@@ -55,6 +45,17 @@ def _read_json(path: Path) -> Any:
         raise ReportError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})")
     except OSError as exc:
         raise ReportError(f"{path}: cannot read ({exc.strerror})")
+
+
+def load_config(path: Path) -> Dict[str, Any]:
+    """Read a run's ``config.yaml`` (empty when absent or unreadable: the protocol keys then
+    fall back to ``summary.json`` and their defaults)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_history(path: Path) -> List[Dict[str, Any]]:
@@ -121,7 +122,7 @@ def load_run(run_dir: Path | str) -> Run:
             raise ReportError(f"{path}: per_class_acc has {len(pca)} entries, "
                               f"num_classes is {num_classes}")
     return Run(path=path, summary=summary, history=history, setting=str(setting),
-               method=method, seed=summary.get("seed"))
+               method=method, seed=summary.get("seed"), config=load_config(path / "config.yaml"))
 
 
 def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Dict, List, Sequence
 
-from .protocol import IDENTITY_KEYS, protocol_values, run_config
+from .protocol import IDENTITY_KEYS, protocol_values
 from .runs import Run
 
 #: Keys that define the setting (its name shows them) rather than the method's variant.
@@ -26,7 +26,7 @@ SETTING_KEYS = frozenset({"dataset", "data_dir", "num_classes", "num_labels", "l
 def _comparable_config(run: Run) -> Dict[str, str]:
     from semi_usb.run_folder import RUNTIME_KEYS
 
-    config = {**run_config(run), **protocol_values(run)}
+    config = {**run.config, **protocol_values(run)}
     skip = RUNTIME_KEYS | IDENTITY_KEYS | SETTING_KEYS
     return {k: str(v) for k, v in config.items() if k not in skip}
 
