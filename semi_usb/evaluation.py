@@ -6,7 +6,8 @@ import os
 
 from .checkpoint import load_checkpoint
 from .datasets import write_data_caches
-from .runner import _logger, build_algorithm, load_weights, place_models, seed_everything, usb_prints
+from .run_log import run_logger, usb_prints
+from .runner import build_algorithm, load_weights, place_models, seed_everything
 from .summary import make_summary
 
 
@@ -16,7 +17,7 @@ def evaluate_checkpoint(args, checkpoint: str) -> dict:
     Nothing goes to stdout (the command prints the JSON there): USB's lines go to stderr
     with ``args.verbose``, else nowhere."""
     ckpt = load_checkpoint(checkpoint)
-    logger = _logger(f"{args.save_name}.eval", None, "INFO", args.verbose)
+    logger = run_logger(f"{args.save_name}.eval", None, "INFO", args.verbose)
     with usb_prints(logger, args.verbose, stdout=False):
         return _evaluate(args, checkpoint, ckpt, logger)
 

@@ -21,7 +21,7 @@ def _float(v) -> float:
 class ProgressHook(Hook):
     """The console of a run: one status line (iteration, it/s, ETA, loss, latest evaluation
     accuracy) and one line per evaluation; USB's own lines go to ``log.txt`` (``--verbose``:
-    on the console too, :func:`semi_usb.runner._logger`).
+    on the console too, :func:`semi_usb.run_log.run_logger`).
 
     On a terminal the status line is redrawn at most twice a second; otherwise a line is
     printed every ``num_log_iter`` iterations. Reading the loss (a device sync) happens only then.

@@ -9,7 +9,6 @@ checkpoint is :mod:`semi_usb.evaluation`.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging.handlers
 import os
@@ -26,11 +25,11 @@ from . import compat, plugin
 from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
 from .datasets import write_data_caches
-from .errors import WriteError
 from .features import save_test_features
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
+from .run_log import run_logger, tensorboard_log, usb_prints
 from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, claim, decide, read_summary, trim_history,
                          write_run_files)
 from .summary import make_summary
@@ -189,7 +188,7 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
     # leaves nothing on disk (the claimed folder, still empty, is removed by the claim). The log lines wait in memory until
     # log.txt exists.
     early = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
-    logger = _logger(args.save_name, None, level, args.verbose)
+    logger = run_logger(args.save_name, None, level, args.verbose)
     logger.addHandler(early)
     resumed = folder.state == RESUME
     try:
@@ -209,15 +208,12 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
 
 def _run(args, alg, path, gpu, early, level, resumed, main):
     """The part of a worker that writes into the run folder: logs, hooks, training, summary."""
-    from semilearn.core.utils import TBLog
-
     from . import preempt
     from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
 
-    logger = _logger(args.save_name, path, level, args.verbose)
+    logger = run_logger(args.save_name, path, level, args.verbose)
     early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
     early.close()  # flushes the lines logged so far into log.txt
-    tb_log = alg.tb_log = TBLog(path, "tensorboard", use_tensorboard=args.use_tensorboard) if main else None
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
     fast_step(args, alg)
@@ -236,7 +232,9 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
         trim_history(path, 0)
 
     t0, start_it = time.time(), int(alg.it)
-    with preempt.catch(stop), usb_prints(logger, args.verbose):  # signals: save at the next step boundary, exit 75
+    # signals: save at the next step boundary, exit 75; TensorBoard's events are on disk when the block ends
+    with tensorboard_log(path, args.use_tensorboard and main) as alg.tb_log, preempt.catch(stop), \
+            usb_prints(logger, args.verbose):
         alg.train()
     if not main:
         return None
@@ -247,8 +245,6 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
                 f"balanced {100 * final['balanced_acc']:.2f}%; summary: {os.path.join(path, SUMMARY)}")
-    if tb_log is not None and tb_log.use_tensorboard:
-        tb_log.writer.flush()
     return summary
 
 
@@ -283,75 +279,3 @@ def checkpoint_last(alg) -> None:
     alg.register_hook(CheckpointHook(), "CheckpointHook", "LOWEST")
 
 
-# --- quiet console (issue 20): begin ---
-LOG_FORMAT = "[%(asctime)s %(levelname)s] %(message)s"  # USB's get_logger format
-
-
-class _RunLogFile(logging.FileHandler):
-    """``log.txt``: a failed write (a full disk) stops the run with the one-line
-    :class:`~semi_usb.errors.WriteError` naming the file, instead of logging's own traceback
-    on stderr (``logging.Handler.handleError``) while the run goes on without its log."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            raise WriteError.from_os_error(exc, self.baseFilename) from None
-        super().handleError(record)
-
-
-def _logger(name: str, path: str | None, level: str, verbose: bool = False) -> logging.Logger:
-    """The run's logger, USB's lines (``print_fn``) in ``path/log.txt`` in USB's format, on the
-    console (stderr) only when ``verbose``.
-
-    Not USB's ``get_logger``: its ``logging.basicConfig`` puts a console handler on the root
-    logger, which prints every line (confusion matrices included) next to the progress line.
-    File and console handlers of earlier runs of the same name in this process are dropped."""
-    logger = logging.getLogger(name)
-    for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler) or getattr(h, "semi_usb_console", False)]:
-        logger.removeHandler(h)
-        h.close()
-    logger.propagate = False
-    logger.setLevel(level)
-    handlers = []
-    if path is not None:
-        os.makedirs(path, exist_ok=True)
-        handlers.append(_RunLogFile(os.path.join(path, "log.txt")))
-    if verbose:
-        console = logging.StreamHandler(sys.stderr)
-        console.semi_usb_console = True
-        handlers.append(console)
-    for h in handlers:
-        h.setFormatter(logging.Formatter(LOG_FORMAT))
-        logger.addHandler(h)
-    return logger
-
-
-class _LogLines:
-    """A text stream whose lines go to a logger (semilearn's bare ``print`` calls)."""
-
-    def __init__(self, logger: logging.Logger):
-        self.logger, self.buffer = logger, ""
-
-    def write(self, text: str) -> int:
-        self.buffer += text
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
-            if line.strip():
-                self.logger.info(line)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def usb_prints(logger: logging.Logger, verbose: bool, stdout: bool = True):
-    """Where semilearn's bare ``print`` calls go (``cifar.py``'s class counts, ``misc.py``'s
-    "overlapped by kwargs", ...): into ``logger`` unless ``verbose``; with ``verbose`` on
-    stdout, or stderr when stdout is reserved (``stdout=False``: eval's JSON)."""
-    if verbose and stdout:
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr if verbose else _LogLines(logger)):
-        yield
-# --- quiet console (issue 20): end ---

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -109,10 +110,10 @@ def test_a_full_disk_for_log_txt_stops_the_run_with_one_line(tmp_path):
     the file, which the command prints as its one line, instead of logging's traceback on
     stderr while the run goes on without its log."""
     from semi_usb.errors import InputError, WriteError
-    from semi_usb.runner import _logger
+    from semi_usb.run_log import run_logger
 
     with tmpfs(tmp_path / "disk", "1m") as disk:
-        logger = _logger("full_disk_log", str(disk / "run"), "INFO")
+        logger = run_logger("full_disk_log", str(disk / "run"), "INFO")
         try:
             logger.info("first line")
             fill(disk)
@@ -125,3 +126,38 @@ def test_a_full_disk_for_log_txt_stops_the_run_with_one_line(tmp_path):
         assert isinstance(err.value, InputError)
         assert str(err.value).startswith(f"cannot write {disk / 'run' / 'log.txt'} (No space left on device): {ADVICE}")
         assert (disk / "run" / "log.txt").read_text().splitlines()[0].endswith("first line")
+
+
+_TB_FULL_DISK = """
+import os, sys
+from semi_usb.errors import WriteError
+from semi_usb.run_log import tensorboard_log
+from run_helpers import fill
+run = sys.argv[1]
+try:
+    with tensorboard_log(run, True) as tb:
+        tb.update({"train/loss": 1.0}, 0)
+        tb.writer.flush()
+        print(os.listdir(os.path.join(run, "tensorboard"))[0])
+        fill(os.path.dirname(run))
+        for it in range(1, 2000):  # more than the free bytes, and than the writer's queue
+            tb.update({"train/loss": 1.0 / it, "train/util_ratio": 0.5}, it)
+except WriteError as err:
+    sys.exit(str(err))
+"""
+
+
+def test_a_full_disk_for_tensorboard_stops_the_run_with_one_line(tmp_path):
+    """TensorBoard's event files (written by torch's background writer thread): a write that
+    fails on a full disk is the one-line WriteError naming the folder, when the writer
+    reports it (the next scalar or the close at the end of the run), and the thread's own
+    traceback is not printed (a subprocess: pytest would catch the thread's exception)."""
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        proc = subprocess.run([sys.executable, "-c", _TB_FULL_DISK, str(disk / "run")], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")])})
+        event = disk / "run" / "tensorboard" / proc.stdout.strip()
+        assert event.stat().st_size > 0  # the events written before the disk filled are kept
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith("  warnings.warn")]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"cannot write {disk / 'run' / 'tensorboard'} (No space left on device): {ADVICE}")
