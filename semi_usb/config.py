@@ -283,17 +283,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     follow_command_line(values, file_values, flags, file_method, warn)
     args = argparse.Namespace(**values)
     finalize(args)
-    check_values(args)
     return args
-
-
-def check_values(args: argparse.Namespace) -> None:
-    """Every numeric key within its declared range, the run folder inside save_dir
-    (:mod:`semi_usb.ranges`)."""
-    from .ranges import check_save_name, validate_ranges
-
-    validate_ranges(args)
-    check_save_name(args)
 
 
 # --- command-line behaviour a user expects (issue 20): begin ---
@@ -356,22 +346,20 @@ NATURAL_TAIL = {"imagenet127"}
 
 
 def finalize(args: argparse.Namespace) -> None:
-    """Derived keys and checks that need several keys at once."""
+    """Derived keys, then the checks: every numeric key within its declared range and the
+    run folder inside save_dir (:mod:`semi_usb.ranges`), then what needs several keys at once."""
     from .datasets import NUM_CLASSES
+    from .ranges import check_save_name, validate_ranges
     from .run_folder import checkpoint_path
 
     if args.save_name is None:
         args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"
     if args.load_path is None:
         args.load_path = checkpoint_path(os.path.join(args.save_dir, args.save_name))
-    for key in ("num_train_iter", "epoch", "num_eval_iter", "num_log_iter", "batch_size", "uratio",
-                "eval_batch_size", "num_classes", "img_size"):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"{key} must be at least 1, got {getattr(args, key)}")
+    validate_ranges(args)  # sizes >= 1 from here on: the divisions below are defined
+    check_save_name(args)
     if args.num_train_iter % args.epoch:
         raise ConfigError(f"num_train_iter {args.num_train_iter} is not divisible by epoch {args.epoch}")
-    if args.num_labels < 1:
-        raise ConfigError(f"num_labels must be at least 1, got {args.num_labels}")
     if args.lb_imb_ratio < 1:
         raise ConfigError(f"lb_imb_ratio (gamma_l) must be >= 1, got {args.lb_imb_ratio}")
     if abs(args.ulb_imb_ratio) < 1:
@@ -386,8 +374,6 @@ def finalize(args: argparse.Namespace) -> None:
     if args.data_pipeline not in ("usb", "gpu"):
         raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {args.data_pipeline!r}")
     check_protocol_keys(args)
-    if not 0 <= args.ema_m < 1:
-        raise ConfigError(f"ema_m must be in [0, 1), got {args.ema_m}")
     args.distributed = False  # set by the runner once it knows the devices
 
 
@@ -397,11 +383,10 @@ TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"
 
 
 def check_protocol_keys(args: argparse.Namespace) -> None:
-    """``lr_schedule`` and ``num_strong_views``: known values, two views only where a step uses them."""
+    """``lr_schedule`` a known value; two strong views (``num_strong_views``, in [1, 2] by
+    :data:`semi_usb.ranges.RANGES`) only where a step uses them."""
     if args.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {args.lr_schedule!r}")
-    if args.num_strong_views not in (1, 2):
-        raise ConfigError(f"num_strong_views must be 1 or 2, got {args.num_strong_views}")
     if args.num_strong_views == 2 and (args.algorithm, args.imb_algorithm) not in TWO_VIEW_METHODS:
         raise ConfigError(f"num_strong_views 2 is supported by fixmatch, acr and semi only (got {method_label(args.algorithm, args.imb_algorithm)})")
 
