@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Iterator
 
 from .errors import WriteError
 
@@ -77,7 +78,7 @@ class _LogLines:
 
 
 @contextlib.contextmanager
-def usb_prints(logger: logging.Logger, verbose: bool, stdout: bool = True):
+def usb_prints(logger: logging.Logger, verbose: bool, stdout: bool = True) -> Iterator[None]:
     """Where semilearn's bare ``print`` calls go (``cifar.py``'s class counts, ``misc.py``'s
     "overlapped by kwargs", ...): into ``logger`` unless ``verbose``; with ``verbose`` on
     stdout, or stderr when stdout is reserved (``stdout=False``: eval's JSON)."""
@@ -104,7 +105,7 @@ class TensorBoardLog:
             self.writer = SummaryWriter(self.tb_dir)
 
     @contextlib.contextmanager
-    def _one_line(self):
+    def _one_line(self) -> Iterator[None]:
         try:
             yield
         except OSError as exc:
@@ -130,7 +131,7 @@ def _quiet_writer_thread(previous, args) -> None:
 
 
 @contextlib.contextmanager
-def tensorboard_log(path: str, enabled: bool):
+def tensorboard_log(path: str, enabled: bool) -> Iterator[TensorBoardLog | None]:
     """A :class:`TensorBoardLog` under ``path`` (or None when not ``enabled``), closed (its
     events on disk) when the block ends; a failed close is the same one-line WriteError."""
     if not enabled:
