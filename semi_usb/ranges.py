@@ -5,7 +5,7 @@ registered algorithm's ``SSL_Argument`` list has an entry in :data:`RANGES`: a
 :class:`Range`, or ``None`` where no range applies (a seed, a rank) or where
 :func:`semi_usb.config.finalize` checks it together with other keys (the imbalance ratios).
 ``tests/test_input_errors.py`` fails when a key has no entry. :func:`validate_ranges` is
-called by :func:`semi_usb.config.build_args`, before anything is written; a value out of
+called by :func:`semi_usb.config.finalize`, before anything is written; a value out of
 range is a one-line :class:`~semi_usb.errors.ConfigError`. Also here: the run name must
 stay inside ``save_dir`` (:func:`check_save_name`) and ``--gpu`` must name a device that
 is present (:func:`check_gpu`, called by the trainer). Nothing here imports torch at

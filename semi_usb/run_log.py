@@ -143,8 +143,8 @@ def tensorboard_log(path: str, enabled: bool) -> Iterator[TensorBoardLog | None]
     try:
         yield log
     except BaseException:
-        with contextlib.suppress(OSError):
-            log.writer.close()
+        with contextlib.suppress(OSError):  # the block's own error is the one to report
+            log.close()
         raise
     else:
         log.close()
