@@ -6,6 +6,7 @@
 # lane's run folders are its own, so the lanes never share a run.
 #   WT=<worktree at 2a9ddd3> bash lanes.sh A   main/ and semi_p07/ consistent (18 runs)
 #   WT=<worktree at 2a9ddd3> bash lanes.sh B   semi_p07/ reversed, ablation/, authors/ (21 runs)
+#   WT=<worktree at 2a9ddd3> bash lanes.sh C   after A: authors/ semi, acr from seed 2 down, beside B
 # Used from 2026-12-02 13:35 UTC on; like reproduce.sh, a lane can be run again after any
 # interruption (finished runs are skipped, interrupted ones resume). Then `semilearn report`
 # as at the end of reproduce.sh.
@@ -27,5 +28,10 @@ case ${1:-} in
     done
     run --algorithms fixmatch,acr,semi --setting $REV --save_dir $RUNS/authors \
       --uratio 1 --num_strong_views 2 --include_lb_to_ulb True ;;
-  *) echo "lanes.sh: error: name a lane, A or B" >&2; exit 2 ;;
+  C)
+    # from 2026-12-02 22:10 UTC, once lane A is done: lane B's last two methods from the other end
+    # (a run the other lane holds is refused its folder's lock and left to it)
+    semilearn compare --seeds 2,1,0 --jobs 1 --config $CFG --algorithms semi,acr --setting $REV \
+      --save_dir $RUNS/authors --uratio 1 --num_strong_views 2 --include_lb_to_ulb True ;;
+  *) echo "lanes.sh: error: name a lane, A, B or C" >&2; exit 2 ;;
 esac
