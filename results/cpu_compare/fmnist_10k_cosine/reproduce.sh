@@ -13,8 +13,9 @@
 # for the last run of a block of an odd size). No run is in both lanes. Finished runs are skipped
 # and interrupted ones resume, so the script can be run again after any interruption; LANE=A or
 # LANE=B runs one lane only (e.g. one per machine sharing RUNS). RUNS (default
-# saved_models/cpu_compare_10k_cosine) holds the run folders. On a 2-core CPU: 1,000-1,800 s a
-# run, two at a time, about 8-14 hours in all. Then `semilearn report` writes the tables.
+# saved_models/cpu_compare_10k_cosine) holds the run folders. On a 2-core CPU: 1,000-2,000 s a
+# run, two at a time, about 8-15 hours in all. Then `semilearn report` writes the tables (with
+# both lanes; after one lane alone the other may still be training, so it only says how).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-saved_models/cpu_compare_10k_cosine}
@@ -37,11 +38,11 @@ lane_B() {
   run --algorithms fixmatch,acr,semi --setting $REV --save_dir $RUNS/authors \
     --uratio 1 --num_strong_views 2 --include_lb_to_ulb True
 }
+report="semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors --out results/cpu_compare/fmnist_10k_cosine"
 case ${LANE:-both} in
-  A) lane_A ;;
-  B) lane_B ;;
-  both) lane_A & a=$!; lane_B & b=$!; rc=0; wait $a || rc=1; wait $b || rc=1; [ $rc = 0 ] || exit 1 ;;
+  A) lane_A; echo "lane A done; once lane B is done too: $report" ;;
+  B) lane_B; echo "lane B done; once lane A is done too: $report" ;;
+  both) lane_A & a=$!; lane_B & b=$!; rc=0; wait $a || rc=1; wait $b || rc=1; [ $rc = 0 ] || exit 1
+        $report ;;
   *) echo "reproduce.sh: error: LANE must be A, B or unset (both), not '$LANE'" >&2; exit 2 ;;
 esac
-semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors \
-  --out results/cpu_compare/fmnist_10k_cosine
