@@ -23,20 +23,36 @@ from run_helpers import digits_cfg, digits_yaml, flags, small_folder, tmpfs, tre
 RACE_DRIVER = textwrap.dedent("""
     import multiprocessing as mp, os, sys
 
-    def child(barrier, argv, err_path, code):
+    def child(barrier, refused, argv, err_path, code):
+        import contextlib
         fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(fd, 2)
         from semi_usb import cli, runner  # the heavy imports before the barrier
+        claim = runner.claim
+
+        @contextlib.contextmanager
+        def claim_and_hold(args):
+            # the real claim (folder, flock, decide); the one that takes it then holds the lock
+            # until the other has been answered, so that a fast winner cannot finish its run
+            # before the loser reaches the lock (the loser would then meet a finished run)
+            with claim(args) as folder:
+                refused.wait(120)
+                yield folder
+
+        runner.claim = claim_and_hold
         barrier.wait()                    # both enter `semilearn train` at the same moment
-        code.value = cli.main(argv)
+        try:
+            code.value = cli.main(argv)
+        finally:
+            refused.set()
 
     if __name__ == "__main__":
         import json
         argvs, errs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
         ctx = mp.get_context("spawn")
-        barrier = ctx.Barrier(2)
+        barrier, refused = ctx.Barrier(2), ctx.Event()
         codes = [ctx.Value("i", -1) for _ in argvs]
-        procs = [ctx.Process(target=child, args=(barrier, a, e, c)) for a, e, c in zip(argvs, errs, codes)]
+        procs = [ctx.Process(target=child, args=(barrier, refused, a, e, c)) for a, e, c in zip(argvs, errs, codes)]
         for p in procs: p.start()
         for p in procs: p.join()
         print(json.dumps([c.value for c in codes]))
@@ -46,7 +62,9 @@ RACE_DRIVER = textwrap.dedent("""
 def test_two_trains_racing_on_one_run_folder_one_trains_the_other_is_refused(digits_yaml, tmp_path):
     """Two `semilearn train` on one save_name with different seeds, released together by a
     barrier: exactly one trains, the other gets one line and exit 2, and the folder holds
-    one run's config, checkpoint, summary and evaluation history."""
+    one run's config, checkpoint, summary and evaluation history. The one that takes the lock
+    holds it until the other is answered (else a fast winner may finish before the loser
+    looks, and the loser meets a finished run instead of a held lock: CI of 2026-12-03)."""
     driver = tmp_path / "race.py"
     driver.write_text(RACE_DRIVER, encoding="utf-8")
     save_dir = tmp_path / "runs"
