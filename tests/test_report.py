@@ -222,6 +222,16 @@ def test_pngs(report):
                                          for k in KINDS])
 
 
+@pytest.mark.parametrize("n", [3, 10, 12, 20, 25])
+def test_every_method_has_its_own_colour(n):
+    """A report of 12 variants (results/cpu_compare/fmnist_10k_cosine) drew two pairs of
+    methods in one colour when the colours cycled tab10."""
+    from semi_usb.report.figures import _colors
+
+    colors = _colors([f"method{i}" for i in range(n)])
+    assert len(colors) == n and len({tuple(round(v, 6) for v in c) for c in colors.values()}) == n
+
+
 def test_deterministic(report, tmp_path):
     out2 = tmp_path / "again"
     assert main([str(d) for d in reversed(report["dirs"])] + ["--out", str(out2)]) == 0

@@ -46,9 +46,26 @@ def _save(fig, path: Path) -> None:
 
 
 def _colors(methods: Sequence[str]) -> Dict[str, Any]:
+    """One colour per method, all distinct: tab10 up to 10 methods, tab20 up to 20 (tab10
+    cycled, and a report of 12 variants drew two pairs of methods in one colour), then
+    evenly spaced samples of a continuous map."""
     from matplotlib import colormaps
-    cmap = colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+    n = len(methods)
+    if n <= 20:
+        cmap = colormaps["tab10" if n <= 10 else "tab20"]
+        return {m: cmap(i) for i, m in enumerate(methods)}
+    cmap = colormaps["turbo"]
+    return {m: cmap(i / (n - 1)) for i, m in enumerate(methods)}
+
+
+def _legend_room(groups: Sequence[GroupResult]) -> float:
+    """Inches that the legend beside the axes takes: its longest label at font size 8."""
+    return 0.5 + 0.065 * max((len(g.method) + 8 for g in groups), default=0)
+
+
+def _legend(ax) -> None:
+    """The legend, beside the axes (right) so that it covers no bar or line."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _class_labels(runs: Sequence[Run]) -> List[str]:
@@ -69,7 +86,7 @@ def plot_per_class(groups: Sequence[GroupResult], path: Path, colors: Mapping[st
     counts = runs[0].summary.get("lb_class_counts")
     if counts is not None and len(counts) == c:
         labels = [f"{n}\n(n_l={int(k)})" for n, k in zip(labels, counts)] if c <= 20 else labels
-    width_in = min(20.0, max(7.0, 0.25 * c * max(1, len(groups)) + 2))
+    width_in = min(20.0, max(7.0, 0.25 * c * max(1, len(groups)) + 2)) + _legend_room(groups)
     fig = _new_figure(width_in, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(c)
@@ -97,7 +114,7 @@ def _finish_bars(fig, ax, x, labels: Sequence[str], ylabel: str, title: str, pat
     ax.set_ylim(0, 100)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
 
@@ -112,7 +129,7 @@ def plot_groups(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
     """Grouped bars of the final head / medium / tail recall, balanced accuracy and G-mean,
     one bar per method: mean over seeds, error bar = sample std."""
     import numpy as np
-    fig = _new_figure(max(7.0, 0.42 * len(GROUP_BARS) * max(1, len(groups)) + 2), 4.5)
+    fig = _new_figure(max(7.0, 0.42 * len(GROUP_BARS) * max(1, len(groups)) + 2) + _legend_room(groups), 4.5)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(GROUP_BARS))
     bar_w = 0.8 / max(1, len(groups))
@@ -168,7 +185,7 @@ def plot_confusion(groups: Sequence[GroupResult], path: Path) -> None:
 
 def plot_curves(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, Any]) -> None:
     """Top-1 vs iteration per method: mean line, min/max band over seeds."""
-    fig = _new_figure(7.5, 4.5)
+    fig = _new_figure(7.5 + _legend_room(groups), 4.5)
     ax = fig.add_subplot(1, 1, 1)
     drawn = False
     for g in groups:
@@ -190,7 +207,7 @@ def plot_curves(groups: Sequence[GroupResult], path: Path, colors: Mapping[str, 
         ax.text(0.5, 0.5, "no eval_history.jsonl", ha="center", va="center",
                 transform=ax.transAxes)
     else:
-        ax.legend(fontsize=8)
+        _legend(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(f"{groups[0].setting}: top-1 vs iteration (mean, min/max over seeds)",
