@@ -8,6 +8,7 @@ without any such file get no figure. numpy, scikit-learn and matplotlib only (no
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -86,7 +87,10 @@ def plot_embedding(groups: Sequence[GroupResult], path: Path) -> bool:
         head, medium, tail = head_medium_tail_split(c, run.summary.get("lb_class_counts"))
         ax = fig.add_subplot(1, n, i + 1)
         acc = float(np.mean(data["labels"] == data["preds"])) * 100
-        ax.set_title(f"{g.method} (seed {run.seed}, {len(xy)} test points,\ntop-1 of these {acc:.1f}%)", fontsize=9)
+        # a variant's name ("fixmatch+semi (include_lb_to_ulb True, ...)") is wider than a panel: wrapped
+        name = "\n".join(textwrap.wrap(g.method, 48))
+        ax.set_title(f"{name}\n(seed {run.seed}, {len(xy)} test points, top-1 of these {acc:.1f}%)", fontsize=9)
+
         for (group, marker), classes in zip(MARKERS, (head, medium, tail)):
             keep = np.isin(data["labels"], classes)
             ax.scatter(xy[keep, 0], xy[keep, 1], c=[cmap(int(k) % cmap.N) for k in data["labels"][keep]],

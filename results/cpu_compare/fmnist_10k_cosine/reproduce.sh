@@ -12,12 +12,15 @@
 # lane, so that both cores stay busy to the end (compare --jobs 2 per block leaves one core idle
 # for the last run of a block of an odd size). No run is in both lanes. Finished runs are skipped
 # and interrupted ones resume, so the script can be run again after any interruption; LANE=A or
-# LANE=B runs one lane only (e.g. one per machine sharing RUNS). RUNS (default
-# saved_models/cpu_compare_10k_cosine) holds the run folders. On a 2-core CPU: 1,000-2,000 s a
-# run, two at a time, about 8-15 hours in all. Then `semilearn report` writes the tables (with
-# both lanes; after one lane alone the other may still be training, so it only says how).
+# LANE=B runs one lane only (e.g. one per machine sharing RUNS). WT, if set, is the absolute path
+# of a git worktree whose code trains the runs (the results here used one at 2a9ddd3); RUNS
+# (default saved_models/cpu_compare_10k_cosine, under WT if set) holds the run folders. On a
+# 2-core CPU: 900-2,000 s a run, two at a time, about 7-15 hours in all. Then `semilearn report`
+# writes the tables into this folder (with both lanes; after one lane alone the other may still
+# be training, so it only says how).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cd "${WT:-$HERE/../../..}"
 RUNS=${RUNS:-saved_models/cpu_compare_10k_cosine}
 CFG=config/cpu_compare/fmnist_cnn_mid_10k_cosine.yaml
 REV=fmnist_lb1500_100_ulb3000_-100
@@ -38,7 +41,7 @@ lane_B() {
   run --algorithms fixmatch,acr,semi --setting $REV --save_dir $RUNS/authors \
     --uratio 1 --num_strong_views 2 --include_lb_to_ulb True
 }
-report="semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors --out results/cpu_compare/fmnist_10k_cosine"
+report="semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors --out $HERE"
 case ${LANE:-both} in
   A) lane_A; echo "lane A done; once lane B is done too: $report" ;;
   B) lane_B; echo "lane B done; once lane A is done too: $report" ;;
