@@ -24,6 +24,7 @@ import threading
 import time
 
 from . import run_folder
+from .run_status import lock_held
 from .naming import method_folder, parse_setting
 
 
@@ -112,26 +113,43 @@ def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print
 
 
 def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: str, echo) -> int:
-    failed = 0
+    """Launch and watch the runs; a run whose folder another process holds (a second compare
+    sharing the folders, a hand-started run) waits at the back of the queue until it is let
+    go: then it is skipped if finished, else started or resumed here. Before, it was launched,
+    refused the lock and counted as failed, and the run was nobody's once the holder died."""
+    failed, waiting = 0, set()
     while pending or active:
+        deferred = []
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
             if run_folder.is_finished(run["dir"]):  # by another process meanwhile
                 echo(f"skip {run['name']} (finished meanwhile)")
                 continue
+            if lock_held(run["dir"]):
+                if run["name"] not in waiting:
+                    echo(f"wait {run['name']} (in use by another process: taken over or skipped when it lets go)")
+                    waiting.add(run["name"])
+                deferred.append(run)
+                continue
             free = [g for g in gpus if g not in {a[1] for a in active.values()}]
             gpu = free[0] if free else None
             state = "resume" if run_folder.state_of(run["dir"]) == run_folder.RESUME else "start"
             echo(f"{state} {run['name']}" + (f" on GPU {gpu}" if gpu is not None else ""))
-            active[run["name"]] = (_launch(run, gpu, log_dir), gpu, time.time())
+            active[run["name"]] = (_launch(run, gpu, log_dir), gpu, time.time(), run)
+        pending.extend(deferred)
         time.sleep(0.5)
-        for name, (proc, _, t0) in list(active.items()):
-            if proc.poll() is not None:
-                del active[name]
-                ok = proc.returncode == 0
-                failed += not ok
-                echo(f"{'done' if ok else 'FAILED'} {name} ({time.time() - t0:.0f} s)"
-                     + ("" if ok else f": see {os.path.join(log_dir, name + '.log')}"))
+        for name, (proc, _, t0, run) in list(active.items()):
+            if proc.poll() is None:
+                continue
+            del active[name]
+            if proc.returncode == 2 and lock_held(run["dir"]):  # another process took it first
+                waiting.discard(name)
+                pending.append(run)
+                continue
+            ok = proc.returncode == 0
+            failed += not ok
+            echo(f"{'done' if ok else 'FAILED'} {name} ({time.time() - t0:.0f} s)"
+                 + ("" if ok else f": see {os.path.join(log_dir, name + '.log')}"))
     return failed
 
 
@@ -149,10 +167,10 @@ def _exit_on_sigterm():
 
 def _stop(active: dict, echo, grace_s: float = 30.0) -> None:
     """Terminate the runs still going (their last checkpoint is complete: they resume)."""
-    for proc, _, _ in active.values():
+    for proc, *_ in active.values():
         if proc.poll() is None:
             proc.terminate()
-    for name, (proc, _, _) in active.items():
+    for name, (proc, *_) in active.items():
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:

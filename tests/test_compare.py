@@ -9,6 +9,7 @@ import glob
 import os
 import signal
 import subprocess
+import threading
 import time
 
 from conftest import REPO, cli, run_summary
@@ -88,6 +89,85 @@ def test_run_finished_meanwhile_is_skipped(tmp_path):
 
     assert run_all([a, b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1  # a fails: no config
     assert lines[0] == "start a" and lines[1].startswith("FAILED a") and lines[2:] == ["skip b (finished meanwhile)"]
+
+
+def _hold(run_dir: str):
+    """Take a run folder's lock as another `semilearn train` would; returns the open file."""
+    os.makedirs(run_dir, exist_ok=True)
+    f = open(os.path.join(run_dir, ".lock"), "a")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return f
+
+
+def test_run_held_by_another_process_waits_then_is_skipped_when_it_finishes(tmp_path):
+    """Two compares sharing run folders: a run the other one holds is not launched (it was
+    refused the lock and counted FAILED, and a lane script under `set -e` stopped); it waits
+    and is skipped once the holder has finished it."""
+    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
+         "config": str(tmp_path / "no_such.yaml"), "flags": []}
+    held = _hold(b["dir"])
+    lines = []
+
+    def finish_elsewhere():
+        time.sleep(1.5)
+        open(os.path.join(b["dir"], "summary.json"), "w").close()
+        held.close()  # the holder ends: its lock goes
+
+    def echo(line):
+        lines.append(line)
+        if line.startswith("wait b"):
+            threading.Thread(target=finish_elsewhere).start()
+
+    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 0
+    assert lines == ["wait b (in use by another process: taken over or skipped when it lets go)",
+                     "skip b (finished meanwhile)"], lines
+    assert not os.path.exists(tmp_path / "logs" / "b.log")  # never launched
+
+
+def test_run_let_go_unfinished_is_taken_over(tmp_path):
+    """A holder that dies before finishing leaves the run to the waiting compare, which
+    launches it (here it fails at once: the config does not exist) instead of losing it."""
+    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
+         "config": str(tmp_path / "no_such.yaml"), "flags": []}
+    held = _hold(b["dir"])
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        if line.startswith("wait b"):
+            threading.Timer(1.0, held.close).start()
+
+    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1
+    assert lines[0].startswith("wait b") and lines[1] == "start b" and lines[2].startswith("FAILED b"), lines
+    assert "no_such.yaml" in (tmp_path / "logs" / "b.log").read_text()
+
+
+def test_run_taken_by_another_process_just_before_launch_waits_too(tmp_path, monkeypatch):
+    """The other process takes the lock between compare's look and its launch: the refused
+    launch (exit 2, the lock held) is not a failure; the run goes back to wait."""
+    import semi_usb.compare as compare
+    from semi_usb.run_status import lock_held
+
+    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
+         "config": str(tmp_path / "no_such.yaml"), "flags": []}
+    held = _hold(b["dir"])
+    looks = []
+
+    def first_look_misses_the_holder(run_dir):
+        looks.append(run_dir)
+        return len(looks) > 1 and lock_held(run_dir)
+
+    monkeypatch.setattr(compare, "lock_held", first_look_misses_the_holder)
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        if line.startswith("wait b"):
+            threading.Timer(1.0, held.close).start()
+
+    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1
+    assert lines[0] == "start b" and lines[1].startswith("wait b") and lines[2] == "start b", lines
+    assert lines[3].startswith("FAILED b") and len(lines) == 4, lines
 
 
 def test_sigterm_stops_compare_and_the_runs_it_started(tmp_path):
