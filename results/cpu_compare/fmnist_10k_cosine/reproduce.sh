@@ -8,14 +8,17 @@
 #   ablation/   reversed only: semi with PLCE, OHEML, Embedding Align switched off in turn
 #   authors/    reversed only: fixmatch, acr, semi in the authors' protocol (uratio 1 with two
 #               strong views, labeled images in the unlabeled set)
-# The 54 runs go as two lanes side by side, one run (one torch thread) at a time each, 27 runs a
-# lane, so that both cores stay busy to the end (compare --jobs 2 per block leaves one core idle
-# for the last run of a block of an odd size). No run is in both lanes. Finished runs are skipped
+#   probe/      reversed only, added after the 54: ACR with tau1 fixed at 0 as SeMi runs it, in
+#               the authors' protocol (acr_authors_tau1_0/) and in main/'s (acr_tau1_0/), and ACR
+#               with only the labeled images added to the unlabeled set (acr_lb_in_ulb/)
+# The 63 runs go as two lanes side by side, one run (one torch thread) at a time each, 33 and 30
+# runs, so that both cores stay busy to the end (compare --jobs 2 per block leaves one core
+# idle for the last run of a block of an odd size). No run is in both lanes. Finished runs are skipped
 # and interrupted ones resume, so the script can be run again after any interruption; LANE=A or
 # LANE=B runs one lane only (e.g. one per machine sharing RUNS). WT, if set, is the absolute path
 # of a git worktree whose code trains the runs (the results here used one at 2a9ddd3); RUNS
 # (default saved_models/cpu_compare_10k_cosine, under WT if set) holds the run folders. On a
-# 2-core CPU: 900-2,000 s a run, two at a time, about 7-15 hours in all. Then `semilearn report`
+# 2-core CPU: 900-2,000 s a run, two at a time, about 8-18 hours in all. Then `semilearn report`
 # writes the tables into this folder (with both lanes; after one lane alone the other may still
 # be training, so it only says how).
 set -euo pipefail
@@ -29,6 +32,9 @@ run() { semilearn compare --seeds 0,1,2 --jobs 1 --config $CFG "$@"; }
 lane_A() {
   run --algorithms fixmatch,daso,abc,acr,semi --setting $REV --save_dir $RUNS/main
   run --algorithms fixmatch,daso,abc,acr --setting $CON --save_dir $RUNS/main
+  run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_authors_tau1_0 \
+    --uratio 1 --num_strong_views 2 --include_lb_to_ulb True --acr_adaptive_tau1 False --acr_tau1 0
+  run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_tau1_0 --acr_adaptive_tau1 False --acr_tau1 0
 }
 lane_B() {
   run --algorithms semi --setting $CON --save_dir $RUNS/main
@@ -40,8 +46,9 @@ lane_B() {
   done
   run --algorithms fixmatch,acr,semi --setting $REV --save_dir $RUNS/authors \
     --uratio 1 --num_strong_views 2 --include_lb_to_ulb True
+  run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_lb_in_ulb --include_lb_to_ulb True
 }
-report="semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors --out $HERE"
+report="semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors $RUNS/probe/* --out $HERE"
 case ${LANE:-both} in
   A) lane_A; echo "lane A done; once lane B is done too: $report" ;;
   B) lane_B; echo "lane B done; once lane A is done too: $report" ;;
