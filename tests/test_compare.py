@@ -73,12 +73,17 @@ def test_compare_then_report(tmp_path, capsys):
         k: v for k, v in before.items() if "/logs/" not in k}
 
 
+def _unlaunchable_run(tmp_path, name: str) -> dict:
+    """A run entry of compare's list whose config does not exist: launched, it fails at once."""
+    return {"name": name, "dir": str(tmp_path / name), "algorithm": "fixmatch",
+            "config": str(tmp_path / "no_such.yaml"), "flags": []}
+
+
 def test_run_finished_meanwhile_is_skipped(tmp_path):
     """A run that another process finishes while compare works through its list (a second
     compare, a hand-started run) is skipped when its turn comes, not launched into a
     finished folder (which fails)."""
-    a, b = ({"name": n, "dir": str(tmp_path / n), "algorithm": "fixmatch",
-             "config": str(tmp_path / "no_such.yaml"), "flags": []} for n in ("a", "b"))
+    a, b = (_unlaunchable_run(tmp_path, n) for n in ("a", "b"))
     lines = []
 
     def echo(line):
@@ -99,12 +104,22 @@ def _hold(run_dir: str):
     return f
 
 
+def _release_when_waiting(held, lines: list):
+    """compare's echo: records the lines and, once the run waits, lets go of ``held`` 1 s later
+    (the other process ends without finishing the run)."""
+    def echo(line):
+        lines.append(line)
+        if line.startswith("wait b"):
+            threading.Timer(1.0, held.close).start()
+
+    return echo
+
+
 def test_run_held_by_another_process_waits_then_is_skipped_when_it_finishes(tmp_path):
     """Two compares sharing run folders: a run the other one holds is not launched (it was
     refused the lock and counted FAILED, and a lane script under `set -e` stopped); it waits
     and is skipped once the holder has finished it."""
-    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
-         "config": str(tmp_path / "no_such.yaml"), "flags": []}
+    b = _unlaunchable_run(tmp_path, "b")
     held = _hold(b["dir"])
     lines = []
 
@@ -127,17 +142,9 @@ def test_run_held_by_another_process_waits_then_is_skipped_when_it_finishes(tmp_
 def test_run_let_go_unfinished_is_taken_over(tmp_path):
     """A holder that dies before finishing leaves the run to the waiting compare, which
     launches it (here it fails at once: the config does not exist) instead of losing it."""
-    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
-         "config": str(tmp_path / "no_such.yaml"), "flags": []}
-    held = _hold(b["dir"])
-    lines = []
-
-    def echo(line):
-        lines.append(line)
-        if line.startswith("wait b"):
-            threading.Timer(1.0, held.close).start()
-
-    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1
+    b = _unlaunchable_run(tmp_path, "b")
+    held, lines = _hold(b["dir"]), []
+    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=_release_when_waiting(held, lines)) == 1
     assert lines[0].startswith("wait b") and lines[1] == "start b" and lines[2].startswith("FAILED b"), lines
     assert "no_such.yaml" in (tmp_path / "logs" / "b.log").read_text()
 
@@ -148,8 +155,7 @@ def test_run_taken_by_another_process_just_before_launch_waits_too(tmp_path, mon
     import semi_usb.compare as compare
     from semi_usb.run_status import lock_held
 
-    b = {"name": "b", "dir": str(tmp_path / "b"), "algorithm": "fixmatch",
-         "config": str(tmp_path / "no_such.yaml"), "flags": []}
+    b = _unlaunchable_run(tmp_path, "b")
     held = _hold(b["dir"])
     looks = []
 
@@ -159,13 +165,7 @@ def test_run_taken_by_another_process_just_before_launch_waits_too(tmp_path, mon
 
     monkeypatch.setattr(compare, "lock_held", first_look_misses_the_holder)
     lines = []
-
-    def echo(line):
-        lines.append(line)
-        if line.startswith("wait b"):
-            threading.Timer(1.0, held.close).start()
-
-    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=echo) == 1
+    assert run_all([b], jobs=1, log_dir=str(tmp_path / "logs"), echo=_release_when_waiting(held, lines)) == 1
     assert lines[0] == "start b" and lines[1].startswith("wait b") and lines[2] == "start b", lines
     assert lines[3].startswith("FAILED b") and len(lines) == 4, lines
 

@@ -13,14 +13,14 @@
 #               with only the labeled images added to the unlabeled set (acr_lb_in_ulb/)
 # The 63 runs go as two lanes side by side, one run (one torch thread) at a time each, 33 and 30
 # runs, so that both cores stay busy to the end (compare --jobs 2 per block leaves one core
-# idle for the last run of a block of an odd size). No run is in both lanes. Finished runs are skipped
-# and interrupted ones resume, so the script can be run again after any interruption; LANE=A or
-# LANE=B runs one lane only (e.g. one per machine sharing RUNS). WT, if set, is the absolute path
-# of a git worktree whose code trains the runs (the results here used one at 2a9ddd3); RUNS
-# (default saved_models/cpu_compare_10k_cosine, under WT if set) holds the run folders. On a
-# 2-core CPU: 900-2,000 s a run, two at a time, about 8-18 hours in all. Then `semilearn report`
-# writes the tables into this folder (with both lanes; after one lane alone the other may still
-# be training, so it only says how).
+# idle for the last run of a block of an odd size). No run is in both lanes. Finished runs are
+# skipped and interrupted ones resume, so the script can be run again after any interruption;
+# LANE=A or LANE=B runs one lane only (e.g. one per machine sharing RUNS). WT, if set, is the
+# absolute path of a git worktree whose code trains the runs (the results here used one at
+# 2a9ddd3); RUNS (default saved_models/cpu_compare_10k_cosine, under WT if set) holds the run
+# folders. On a 2-core CPU: 900-2,000 s a run, two at a time, about 8-18 hours in all. Then
+# `semilearn report` writes the tables into this folder (with both lanes; after one lane alone
+# the other may still be training, so it only says how).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "${WT:-$HERE/../../..}"
@@ -34,7 +34,8 @@ lane_A() {
   run --algorithms fixmatch,daso,abc,acr --setting $CON --save_dir $RUNS/main
   run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_authors_tau1_0 \
     --uratio 1 --num_strong_views 2 --include_lb_to_ulb True --acr_adaptive_tau1 False --acr_tau1 0
-  run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_tau1_0 --acr_adaptive_tau1 False --acr_tau1 0
+  run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_tau1_0 \
+    --acr_adaptive_tau1 False --acr_tau1 0
 }
 lane_B() {
   run --algorithms semi --setting $CON --save_dir $RUNS/main
