@@ -62,17 +62,18 @@ def setting_name(args: Any) -> str:
 
 
 def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
-                 ulb_num_labels: int, ulb_imb_ratio: float) -> str:
+                 ulb_num_labels: Optional[int], ulb_imb_ratio: float) -> str:
     """Return USB's setting name, e.g. ``cifar10_lb1500_100_ulb3000_-100``.
 
-    Integral ratios are written without a decimal point, as USB does.
+    Integral ratios are written without a decimal point, as USB does; ``ulb_num_labels`` None
+    (the dataset's own unlabeled set, STL-10) is written ``ulbNone``.
     """
 
     def fmt(x: float) -> str:
         return str(int(x)) if float(x).is_integer() else str(x)
 
     return (f"{dataset}_lb{int(num_labels)}_{fmt(lb_imb_ratio)}"
-            f"_ulb{int(ulb_num_labels)}_{fmt(ulb_imb_ratio)}")
+            f"_ulb{'None' if ulb_num_labels is None else int(ulb_num_labels)}_{fmt(ulb_imb_ratio)}")
 
 
 def parse_setting(setting: str) -> dict:
