@@ -228,6 +228,30 @@ def _with_throwaway_split_dump(dataset_utils: types.ModuleType) -> Callable:
     return wrapped
 
 
+def _with_ulb_distribution(sample: Callable) -> Callable:
+    # Wraps semilearn/datasets/utils.py's sample_labeled_unlabeled_data, whose unlabeled
+    # counts (lines 84-94) are make_imbalance_data's, consistent or reversed only. For
+    # ulb_distribution middle / head-tail (semi_usb.ulb_distribution) it draws the split as
+    # USB does with every remaining image unlabeled (ulb_num_labels None, ratio 1: the same
+    # per-class shuffles), then keeps the first counts[c] unlabeled images of each class c:
+    # the images USB's own slice would take with those counts.
+    from .datasets import unlabeled_per_class
+    from .ulb_distribution import keep_per_class
+
+    def wrapped(args, data, target, num_classes, lb_num_labels, ulb_num_labels=None,
+                lb_imbalance_ratio=1.0, ulb_imbalance_ratio=1.0, load_exist=True):
+        dist = getattr(args, "ulb_distribution", "usb")
+        if dist == "usb" or ulb_num_labels in (None, "None"):
+            return sample(args, data, target, num_classes, lb_num_labels, ulb_num_labels,
+                          lb_imbalance_ratio, ulb_imbalance_ratio, load_exist)
+        lb_idx, rest = sample(args, data, target, num_classes, lb_num_labels, None,
+                              lb_imbalance_ratio, 1.0, load_exist)
+        counts = unlabeled_per_class(int(ulb_num_labels), num_classes, ulb_imbalance_ratio, dist)
+        return lb_idx, keep_per_class(rest, target, counts)
+
+    return wrapped
+
+
 def _with_daso_state(get_save_dict):
     # Wraps DASO.get_save_dict (semilearn/imb_algorithms/daso/daso.py), which leaves out the
     # feature queue (its `save_dict['queue_bank']` line is commented out) and `probs_sim`,
@@ -390,7 +414,7 @@ def _checked_split(usb_split: Callable) -> Callable:
         if num_classes != len(np.unique(np.asarray(targets))):
             raise DataError(f"{args.dataset} has {len(np.unique(np.asarray(targets)))} classes but num_classes={num_classes}")
         check_split(np.bincount(np.asarray(targets), minlength=num_classes), lb_num_labels, ulb_num_labels,
-                    lb_imbalance_ratio, ulb_imbalance_ratio, args.dataset)
+                    lb_imbalance_ratio, ulb_imbalance_ratio, args.dataset, getattr(args, "ulb_distribution", "usb"))
         return usb_split(args, data, targets, num_classes, lb_num_labels, ulb_num_labels,
                          lb_imbalance_ratio, ulb_imbalance_ratio, *rest, **kwargs)
 
@@ -444,7 +468,7 @@ def apply() -> None:
     for stage in ("before_run", "before_train_step", "after_train_step"):
         setattr(timer.TimerHook, stage, getattr(_WallClockTimerHook, stage))
 
-    dataset_utils.sample_labeled_unlabeled_data = _with_throwaway_split_dump(dataset_utils)
+    dataset_utils.sample_labeled_unlabeled_data = _with_ulb_distribution(_with_throwaway_split_dump(dataset_utils))
     from semilearn.datasets.cv_datasets import stl10  # imported the function by name
 
     stl10.sample_labeled_unlabeled_data = dataset_utils.sample_labeled_unlabeled_data

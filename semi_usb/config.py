@@ -19,6 +19,7 @@ import yaml
 from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
 from .naming import method_folder, method_label, method_name, rename_method, setting_name  # noqa: F401  (re-exported)
 from .plugin import registries
+from .ulb_distribution import check as check_ulb_distribution
 
 
 def str2bool(v: Any) -> bool:
@@ -83,6 +84,9 @@ BASE_KEYS = [
     Key("include_lb_to_ulb", str2bool, True),
     Key("lb_imb_ratio", number, 1, "gamma_l"), Key("ulb_imb_ratio", number, 1, "gamma_u (negative: reversed)"),
     Key("ulb_num_labels", optional(int), None, "M1: unlabeled images of the head class"),
+    Key("ulb_distribution", str, "usb",
+        "unlabeled class distribution: usb (ulb_imb_ratio's consistent / uniform / reversed), middle or head-tail "
+        "(SimPro's: the same counts, largest in the middle classes or at both ends)"),
     Key("img_size", int, 32), Key("crop_ratio", float, 0.875),
     Key("max_length", int, 512), Key("max_length_seconds", float, 4.0), Key("sample_rate", int, 16000),
     Key("world_size", int, 1), Key("rank", int, 0), Key("dist_url", str, "tcp://127.0.0.1:11111"),
@@ -374,6 +378,7 @@ def finalize(args: argparse.Namespace) -> None:
     if args.data_pipeline not in ("usb", "gpu"):
         raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {args.data_pipeline!r}")
     check_protocol_keys(args)
+    check_ulb_distribution(args)
     args.distributed = False  # set by the runner once it knows the devices
 
 

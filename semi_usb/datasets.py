@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DataError  # noqa: F401  (raised here, re-exported)
+from .ulb_distribution import permuted_counts
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -175,13 +176,20 @@ def samples_per_class(n1: int, num_classes: int, gamma: float) -> list:
     return make_imbalance_data(n1, num_classes, gamma)
 
 
+def unlabeled_per_class(ulb_num_labels: int, num_classes: int, ulb_imb_ratio: float,
+                        ulb_distribution: str = "usb") -> list:
+    """The unlabeled class sizes: USB's, in ``ulb_distribution``'s class order."""
+    return permuted_counts(samples_per_class(ulb_num_labels, num_classes, ulb_imb_ratio), ulb_distribution)
+
+
 def check_split(counts, num_labels: int, ulb_num_labels, lb_imb_ratio: float, ulb_imb_ratio: float,
-                dataset: str) -> None:
+                dataset: str, ulb_distribution: str = "usb") -> None:
     """Refuse a long-tailed split that asks a class for more images than it has."""
     counts = list(counts)
     c = len(counts)
     lb = samples_per_class(num_labels, c, lb_imb_ratio)
-    ulb = [0] * c if ulb_num_labels in (None, "None") else samples_per_class(int(ulb_num_labels), c, ulb_imb_ratio)
+    ulb = ([0] * c if ulb_num_labels in (None, "None")
+           else unlabeled_per_class(int(ulb_num_labels), c, ulb_imb_ratio, ulb_distribution))
     for k in range(c):
         if lb[k] + ulb[k] > counts[k]:
             raise DataError(
@@ -204,7 +212,7 @@ def build_ssl_datasets(args, alg: str, train: ImageSet, test: ImageSet, dataset:
     if len(train.classes) != num_classes:
         raise DataError(f"{dataset} has {len(train.classes)} classes but num_classes={num_classes}")
     check_split(np.bincount(train.targets, minlength=num_classes), args.num_labels, args.ulb_num_labels,
-                args.lb_imb_ratio, args.ulb_imb_ratio, dataset)
+                args.lb_imb_ratio, args.ulb_imb_ratio, dataset, getattr(args, "ulb_distribution", "usb"))
     mean = (train.data.reshape(-1, 3).mean(0) / 255).tolist()
     std = (np.maximum(train.data.reshape(-1, 3).std(0), 1) / 255).tolist()
     weak, strong, val = _transforms(mean, std, args.img_size, args.crop_ratio)

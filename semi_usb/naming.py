@@ -8,7 +8,8 @@ Two method spellings, both USB's:
   (``config/classic_cv_imb/fixmatch_semi/...``).
 
 A **setting** is USB's ``save_name`` without the method and the seed:
-``<dataset>_lb<N1>_<gamma_l>_ulb<M1>_<gamma_u>``, e.g. ``cifar10_lb1500_100_ulb3000_-100``.
+``<dataset>_lb<N1>_<gamma_l>_ulb<M1>_<gamma_u>``, e.g. ``cifar10_lb1500_100_ulb3000_-100``,
+followed by ``_<ulb_distribution>`` when that is not USB's (``..._ulb4000_100_middle``).
 Nothing here imports torch or semilearn.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from .errors import ConfigError
+from .ulb_distribution import suffix as ulb_suffix
 
 SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
 
@@ -56,9 +58,11 @@ def method_name(args: Any) -> str:
 def setting_name(args: Any) -> str:
     """USB's file naming without the seed, from the configuration, values as configured:
     ``cifar10_lb1500_100_ulb3000_-100`` (for an image folder, the folder's name stands for
-    the dataset)."""
+    the dataset); an unlabeled distribution other than USB's is appended
+    (``..._ulb4000_100_middle``, :mod:`semi_usb.ulb_distribution`)."""
     name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
-    return f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+    return (f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+            + ulb_suffix(getattr(args, "ulb_distribution", "usb")))
 
 
 def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
@@ -106,7 +110,7 @@ def summary_setting(summary: Mapping[str, Any]) -> Optional[str]:
             return make_setting(str(summary["dataset"]), int(summary["num_labels"]),
                                 float(summary["lb_imb_ratio"]),
                                 int(summary["ulb_num_labels"]),
-                                float(summary["ulb_imb_ratio"]))
+                                float(summary["ulb_imb_ratio"])) + ulb_suffix(summary.get("ulb_distribution"))
         except (TypeError, ValueError):
             return None
     return None

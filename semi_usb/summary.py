@@ -78,6 +78,7 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
         "dataset": args.dataset, "net": args.net, "seed": args.seed, "num_classes": args.num_classes,
         "num_labels": args.num_labels, "ulb_num_labels": args.ulb_num_labels,
         "lb_imb_ratio": args.lb_imb_ratio, "ulb_imb_ratio": args.ulb_imb_ratio,
+        "ulb_distribution": getattr(args, "ulb_distribution", "usb"),
         "setting": setting_name(args), "save_name": args.save_name,
         "num_train_iter": args.num_train_iter, "iterations_done": int(alg.it),
         "batch_size": args.batch_size, "uratio": args.uratio,

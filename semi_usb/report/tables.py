@@ -71,6 +71,8 @@ def _setting_description(runs: Sequence[Run]) -> List[str]:
         gl, gu = float(s["lb_imb_ratio"]), float(s["ulb_imb_ratio"])
         kind = ("consistent" if gu == gl else "uniform" if gu == 1
                 else "reversed" if gu == -gl else "other")
+        if s.get("ulb_distribution", "usb") != "usb":  # SimPro's middle / head-tail order of the counts
+            kind = f"ulb_distribution {s['ulb_distribution']}"
         lines.append(f"- data: {s['dataset']}, {s.get('num_classes')} classes, "
                      f"N1 = {s['num_labels']}, M1 = {s['ulb_num_labels']}, "
                      f"gamma_l = {s['lb_imb_ratio']}, gamma_u = {s['ulb_imb_ratio']} ({kind})")

@@ -20,7 +20,7 @@ from .runs import Run
 
 #: Keys that define the setting (its name shows them) rather than the method's variant.
 SETTING_KEYS = frozenset({"dataset", "data_dir", "num_classes", "num_labels", "lb_imb_ratio",
-                          "ulb_num_labels", "ulb_imb_ratio", "img_size"})
+                          "ulb_num_labels", "ulb_imb_ratio", "ulb_distribution", "img_size"})
 
 
 def _comparable_config(run: Run) -> Dict[str, str]:
