@@ -52,6 +52,13 @@ Choices made here
   the authors give no other value.
 * ACR's estimate: ``acr_u_momentum`` 0.99 (ACR's run commands) and ``acr_class_vector``
   ``acr_code`` (its released code), for ``fixmatch_acr`` and SeMi's frame alike.
+* CPE's class-wise batch-norm cuts (``cpe_cut1``/``cpe_cut2``, the first class index routed
+  to the medium / tail branch): 2/4 for CIFAR-10 and STL-10 and 35/70 for CIFAR-100, as in the
+  authors' configs (``config/classic_cv_imb/fixmatch_cpe/`` of their fork); ImageNet-127, for
+  which they give none, gets CIFAR-100's fractions of the classes (44/89 of 127). CPE's
+  network is USB's ``wrn_28_2`` (or the dataset's): the three batch-norm branches and the two
+  extra experts are added by the algorithm, so the authors' ``wrn_28_2_cbn`` is not a separate
+  network here.
 * The authors' threshold for SeMi (``p_cutoff: 0.7``; USB's protocol keeps 0.95) is the
   method variant ``fixmatch_semi_pc0.7``: its own folder
   ``<out>/fixmatch_semi_pc0.7/fixmatch_semi_pc0.7_<setting>_<seed>.yaml``, identical to the
@@ -270,6 +277,21 @@ SEMI_KEYS = {
     "semi_warmup_iter": 3000,
     "semi_plce_weights": "freq",
 }
+CPE_KEYS = {
+    "imb_algorithm": "cpe",
+    "cpe_tau1": 0.0,
+    "cpe_tau2": 2.0,
+    "cpe_tau3": 4.0,
+    "cpe_cut1": 2,
+    "cpe_cut2": 4,
+    "cpe_est_epoch": 0,
+    "cpe_prior_momentum": 0.9,
+}
+CPE_PER_DATASET = {
+    "cifar100": {"cpe_cut1": 35, "cpe_cut2": 70},
+    "imagenet127": {"cpe_cut1": 44, "cpe_cut2": 89},
+}
+
 SEMI_PER_DATASET = {
     "cifar10": {"semi_decay_step": 100},
     "cifar100": {"semi_decay_step": 200},
@@ -296,6 +318,7 @@ METHODS = [
         "abc_loss_ratio": 1.0,
     }, {}),
     Method("fixmatch_acr", {}, ACR_KEYS, {}),
+    Method("fixmatch_cpe", {}, CPE_KEYS, CPE_PER_DATASET),
     Method("fixmatch_semi", {}, SEMI_KEYS, SEMI_PER_DATASET),
     # the authors' threshold variant of SeMi
     Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_KEYS, SEMI_PER_DATASET),

@@ -100,7 +100,7 @@ BASE_KEYS = [
         "usb: USB's (cosine for base algorithms, constant for imbalanced ones on CIFAR/STL); cosine: USB's 7/16 "
         "cosine for every algorithm; constant: no schedule"),
     Key("num_strong_views", int, 1,
-        "strong views per unlabeled image: 1 (USB) or 2 (SeMi's and ACR's authors; fixmatch, acr, semi)"),
+        "strong views per unlabeled image: 1 (USB) or 2 (SeMi's and ACR's authors; fixmatch, acr, semi, cpe)"),
     # --- end protocol keys ---
     Key("semi_usb_bf16", str2bool, False,
         "bf16 autocast of the training step (losses and pseudo-labels stay in float32); USB's amp is fp16 + GradScaler"),
@@ -384,7 +384,7 @@ def finalize(args: argparse.Namespace) -> None:
 
 LR_SCHEDULES = ("usb", "cosine", "constant")
 # (algorithm, imb_algorithm) whose step uses a second strong view (docs/protocols.md, "Strong views").
-TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi")}
+TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe")}
 
 
 def check_protocol_keys(args: argparse.Namespace) -> None:
@@ -393,7 +393,9 @@ def check_protocol_keys(args: argparse.Namespace) -> None:
     if args.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {args.lr_schedule!r}")
     if args.num_strong_views == 2 and (args.algorithm, args.imb_algorithm) not in TWO_VIEW_METHODS:
-        raise ConfigError(f"num_strong_views 2 is supported by fixmatch, acr and semi only (got {method_label(args.algorithm, args.imb_algorithm)})")
+        supported = ", ".join(sorted(imb or alg for alg, imb in TWO_VIEW_METHODS))
+        raise ConfigError(f"num_strong_views 2 is supported by {supported} only "
+                          f"(got {method_label(args.algorithm, args.imb_algorithm)})")
 
 
 def to_yaml_dict(args: argparse.Namespace) -> dict:

@@ -7,7 +7,9 @@ forward returns ``{'logits', 'feat'}``, accepts ``only_feat`` / ``only_fc``, and
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -17,7 +19,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 class SmallCNN(nn.Module):
     """``depth`` conv blocks (channels double after each 2x2 pooling), global average pooling
-    and a linear classifier. Works for any input size >= 2**(pools)."""
+    and a linear classifier. Works for any input size >= 2**(pools). ``extract(x)`` is the
+    feature map before the pooling, as in USB's WRN and ResNet (CPE's class-wise batch
+    normalisation works on it)."""
 
     def __init__(self, num_classes: int, width: int = 32, stages: int = 3, in_channels: int = 3):
         super().__init__()
@@ -28,14 +32,14 @@ class SmallCNN(nn.Module):
             if s < stages - 1:
                 layers.append(nn.MaxPool2d(2))
             cin = cout
-        self.extract = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.extract = nn.Sequential(*layers)
         self.num_features = cin
         self.classifier = nn.Linear(cin, num_classes)
 
     def forward(self, x, only_fc: bool = False, only_feat: bool = False, **kwargs):
         if only_fc:
             return self.classifier(x)
-        feat = self.extract(x)
+        feat = torch.flatten(F.adaptive_avg_pool2d(self.extract(x), 1), 1)
         if only_feat:
             return feat
         return {"logits": self.classifier(feat), "feat": feat}

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "config" / "generate.py"
 TREE = ROOT / "config" / "classic_cv_imb"
 
-METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_semi"]
+METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_cpe", "fixmatch_semi"]
 SEMI_PC07 = "fixmatch_semi_pc0.7"
 IMB_OF = {"fixmatch": None, "fixmatch_daso": "daso", "fixmatch_abc": "abc",
-          "fixmatch_acr": "acr", "fixmatch_semi": "semi", SEMI_PC07: "semi"}
+          "fixmatch_acr": "acr", "fixmatch_cpe": "cpe", "fixmatch_semi": "semi", SEMI_PC07: "semi"}
 SEEDS = [0, 1, 2]
 SEMI_SWITCHES = ["semi_use_bank", "semi_use_plce", "semi_use_oheml", "semi_use_ealign"]
 
@@ -295,6 +295,11 @@ def test_spot_values():
     cfg = _cfg("fixmatch", c10)
     assert (cfg["net"], cfg["lr"], cfg["uratio"], cfg["num_train_iter"]) == (
         "wrn_28_2", 0.03, 2, 262144)
+
+    # CPE's class-wise batch-norm cuts: the authors' per dataset
+    assert (_cfg("fixmatch_cpe", c10)["cpe_cut1"], _cfg("fixmatch_cpe", c10)["cpe_cut2"]) == (2, 4)
+    assert (_cfg("fixmatch_cpe", c100)["cpe_cut1"], _cfg("fixmatch_cpe", c100)["cpe_cut2"]) == (35, 70)
+    assert (_cfg("fixmatch_cpe", stl)["cpe_tau2"], _cfg("fixmatch_cpe", stl)["net"]) == (2.0, "wrn_28_2")
 
     # DASO's distribution temperature, ABC's keys
     assert _cfg("fixmatch_daso", c10)["daso_T_dist"] == 1.5

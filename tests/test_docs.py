@@ -17,14 +17,14 @@ METHOD = REPO / "docs" / "method.md"
 
 # The headings that code docstrings cite.
 CITED_SECTIONS = ["ACR", "SeMi: memory bank", "SeMi: PLCE", "SeMi: OHEML", "SeMi: Embedding Align",
-                  "SeMi: total loss and warm-up", "State saved in checkpoints"]
+                  "SeMi: total loss and warm-up", "State saved in checkpoints", "CPE"]
 CHECKPOINT_SECTION = "State saved in checkpoints"
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")
-# A plugin key inside a code span: semi_* / acr_*, not part of a longer name or a path.
-PLUGIN_KEY = re.compile(r"(?<![\w/.-])((?:semi|acr)_[a-z0-9_]+)(?![\w/.])")
+# A plugin key inside a code span: semi_* / acr_* / cpe_* / cdmad_*, not part of a longer name or a path.
+PLUGIN_KEY = re.compile(r"(?<![\w/.-])((?:semi|acr|cpe|cdmad)_[a-z0-9_]+)(?![\w/.])")
 MODULE_PATH = re.compile(r"^semi_usb/[\w/]+\.py$")
 CODE_LINE = re.compile(r"^- Code: `(semi_usb/[\w/]+\.py)`:(.*)$", re.M)
 
