@@ -27,8 +27,9 @@ Left out, with the reason:
   ``Gank0078/ACR`` issue #5; ``train.py`` set ``model_width = 8`` for CIFAR-100 until May
   2023): they are not WRN-28-2 numbers. The CIFAR-100-LT WRN-28-2 numbers of ACR below are
   the ones CCL (NeurIPS 2024) reports for it;
-* CPE's paper (AAAI 2024, Tables 2-3) could not be read where this table was built; ACR in
-  USB's protocol comes from CPE's released logs only;
+* CPE's paper (AAAI 2024, Tables 2-3) could not be read where this table was built; ACR and
+  CPE in USB's protocol come from CPE's released logs only (its CIFAR-10-LT runs; the fork
+  has no CIFAR-100-LT or STL-10-LT logs);
 * SeMi's paper gives no per-setting numbers: no ``fixmatch+semi`` entry.
 """
 
@@ -184,6 +185,27 @@ _add("fixmatch+acr", {s: round(sum(v) / len(v), 2) for s, v in _ACR_USB_SEEDS.it
             "fixmatch_acr_<setting>_<seed>/log.txt, BEST_EVAL_ACC of seeds 0, 1, 2",
      note="seed 0 of the consistent setting and all reversed seeds stop before 262,144 "
           "iterations (243,200 to 256,768)")
+
+
+# --- CPE --------------------------------------------------------------------------------------
+
+#: CPE's own runs in USB's protocol (its authors' fork): ``BEST_EVAL_ACC`` (%) of each seed's log.
+_CPE_USB_SEEDS: Dict[str, Tuple[float, ...]] = {
+    "cifar10_lb1500_100_ulb3000_-100": (87.28, 86.96, 87.03),
+    "cifar10_lb1500_100_ulb3000_100": (84.79, 84.46, 84.07),
+    "cifar10_lb1500_100_ulb3000_1": (85.84, 86.35, 85.38),
+    "cifar10_lb1500_150_ulb3000_150": (82.46, 82.52, 81.77),
+    "cifar10_lb500_100_ulb4000_-100": (83.85, 84.12, 83.69),
+    "cifar10_lb500_100_ulb4000_100": (82.03, 80.16, 79.75),
+    "cifar10_lb500_100_ulb4000_1": (82.49, 82.75, 81.73),
+    "cifar10_lb500_150_ulb4000_150": (77.06, 76.03, 77.23),
+}
+_add("fixmatch+cpe", {s: round(sum(v) / len(v), 2) for s, v in _CPE_USB_SEEDS.items()},
+     statistic="best", protocol="usb", network="wrn_28_2", per_seed=_CPE_USB_SEEDS,
+     source="machengcheng2016/CPE-LTSSL saved_models/classic_cv_imb/"
+            "fixmatch_cpe_<setting>_0_2_4_<seed>/log.txt, BEST_EVAL_ACC of seeds 0, 1, 2",
+     note="the authors' wrn_28_2_cbn is WRN-28-2 with CPE's three batch norms (what cpe builds "
+          "on wrn_28_2 here); five runs stop before 262,144 iterations (185,344 to 242,688)")
 
 
 def _freeze(table: _Table) -> Dict[Tuple[str, str], Tuple[PublishedEntry, ...]]:

@@ -93,6 +93,25 @@ def test_acr_in_usb_protocol_is_cpe_logs():
     assert lookup("fixmatch+acr", "cifar10_lb1500_100_ulb3000_-100", protocol="usb").value == 86.31
 
 
+def test_cpe_in_usb_protocol_is_cpe_logs():
+    """CPE's own runs (its authors' fork, USB's protocol): each seed's last BEST_EVAL_ACC of the
+    released log, every CIFAR-10-LT log there is."""
+    text = (SOURCES / "cpe_ltssl_cpe_logs.txt").read_text()
+    found = re.findall(r"fixmatch_cpe_(\S+)_0_2_4_(\d)/log.txt\nBEST_EVAL_ACC: ([0-9.]+)", text)
+    assert len(found) == 24
+    seeds = {}
+    for setting, seed, acc in found:
+        seeds.setdefault(setting, {})[int(seed)] = round(100 * float(acc), 2)
+    assert len(seeds) == 8
+    for setting, by_seed in seeds.items():
+        e = lookup("fixmatch+cpe", setting)
+        assert (e.protocol, e.statistic, e.network) == ("usb", "best", "wrn_28_2")
+        assert e.per_seed == tuple(by_seed[s] for s in (0, 1, 2))
+        assert "CPE-LTSSL" in e.source and "fixmatch_cpe_" in e.source
+    assert lookup("fixmatch+cpe", "cifar10_lb1500_100_ulb3000_-100").value == 87.09
+    assert lookup("fixmatch+cpe", "cifar10_lb500_150_ulb4000_150").value == 76.77
+
+
 def _protocol_text() -> str:
     if not PROTOCOL.is_file():
         pytest.skip(f"{PROTOCOL} not available")
