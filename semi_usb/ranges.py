@@ -83,7 +83,7 @@ RANGES: dict = {
     "acr_tau_max": WEIGHT, "acr_tau_min": WEIGHT, "acr_u_momentum": PROB,
     "semi_bank_size": SIZE, "semi_decay_beta": PROB, "semi_decay_step": SIZE, "semi_ealign_T": POSITIVE,
     "semi_ealign_momentum": PROB, "semi_ealign_weight": WEIGHT, "semi_oheml_s": PROB, "semi_plce_alpha": WEIGHT,
-    "semi_proto_T": POSITIVE, "semi_warmup_iter": COUNT,
+    "semi_proto_T": POSITIVE, "semi_warmup_iter": COUNT, "semi_ulb_std_weight": WEIGHT,
     "cpe_tau1": WEIGHT, "cpe_tau2": WEIGHT, "cpe_tau3": WEIGHT, "cpe_cut1": COUNT, "cpe_cut2": COUNT,
     "cpe_est_epoch": COUNT, "cpe_prior_momentum": PROB,
 }

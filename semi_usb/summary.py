@@ -73,6 +73,8 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
     head = EVAL_HEADS.get(args.imb_algorithm, ("standard", "logits"))[0]
     per_class = [None if np.isnan(a) else float(a) for a in result.per_class_acc]
     ds = alg.dataset_dict or {}
+    # what the method's parts did (ACR, SeMi: docs/method.md, "Mechanism metrics")
+    mechanism = {"mechanism": alg.mechanism.summary()} if getattr(alg, "mechanism", None) is not None else {}
     return {
         "algorithm": args.algorithm, "imb_algorithm": args.imb_algorithm,
         "method": method_label(args.algorithm, args.imb_algorithm),
@@ -90,7 +92,7 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
         "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
                   "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),
                   "class_names": getattr(ds.get("eval"), "class_names", None)},
-        "best": {"it": int(alg.best_it) + 1, "top1": float(alg.best_eval_acc)},
+        "best": {"it": int(alg.best_it) + 1, "top1": float(alg.best_eval_acc)}, **mechanism,
         "lb_class_counts": _class_counts(ds.get("train_lb"), args.num_classes),
         "ulb_class_counts": _class_counts(ds.get("train_ulb"), args.num_classes),
         "hardware": hardware(), "versions": versions(),

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from conftest import REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
-from semi_usb.imb_algorithms.acr.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
+from semi_usb.imb_algorithms.acr.balanced_head import (adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask,
+                                                      unwrap)
 from semi_usb.imb_algorithms.acr.distribution_estimate import (CLASS_VECTORS, Tau1Estimator, anchors, class_vector,
                                                                confident_class_vector, symmetric_kl, tau1_from_kl,
                                                                update_u_py)
@@ -130,11 +131,13 @@ def test_tau1_estimator_epoch_average():
 
 
 def acr_released_estimate(batches, py_con, eval_step: int, est_epoch: int, ema_u: float, threshold: float,
-                          tau1: float = 2.0) -> list:
+                          tau1: float = 2.0, labeled=None) -> list:
     """The lines of ACR's released train.py (Wei & Gan) that estimate tau1, transcribed in
-    plain torch: ``probs_b`` stands for ``softmax(logits_u_w_b / T)``; ``mask_l`` is 1 (no
-    labeled image in the unlabeled stream). Returns, per step, the tau1 the step used
-    (``args.adjustment_l1``'s exponent), ``u_py`` and ``count_KL`` after the step."""
+    plain torch: ``probs_b`` stands for ``softmax(logits_u_w_b / T)``; ``labeled`` (per batch,
+    bool per image; None: none) marks the labeled images of the unlabeled stream, which ACR's
+    dataset gives the target -2 (``u_real``, lines 495-497: ``mask_l = (u_real != -2)``, and
+    line 560: ``now_mask[targets_u_b] += mask_l*mask_b``). Returns, per step, the tau1 the step
+    used (``args.adjustment_l1``'s exponent), ``u_py`` and ``count_KL`` after the step."""
     num_classes = py_con.numel()
     py_uni = torch.ones(num_classes) / num_classes
     py_rev = torch.flip(py_con, dims=[0])
@@ -156,7 +159,10 @@ def acr_released_estimate(batches, py_con, eval_step: int, est_epoch: int, ema_u
             probs_b = batches[epoch * eval_step + batch_idx]
             max_probs_b, targets_u_b = torch.max(probs_b, dim=-1)
             mask_b = max_probs_b.ge(threshold).float()
-            mask_l = torch.ones_like(mask_b, dtype=torch.bool)
+            u_real = torch.zeros_like(targets_u_b)
+            if labeled is not None:
+                u_real[labeled[epoch * eval_step + batch_idx]] = -2
+            mask_l = (u_real != -2)
             now_mask = torch.zeros(num_classes)
             if epoch > est_epoch:
                 now_mask[targets_u_b] += mask_l * mask_b
@@ -173,11 +179,15 @@ def acr_released_estimate(batches, py_con, eval_step: int, est_epoch: int, ema_u
     return trace
 
 
-def test_estimate_equals_acr_released_code_over_epochs():
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_estimate_equals_acr_released_code_over_epochs(with_labeled):
     """The same batches through ACR's released lines and through our hook and estimator,
     as the training loop calls them: equal ``u_py``, KL sums and tau1 at every step, except
     the one deliberate deviation (docs/deviations.md): in the first estimating epoch ACR
-    averages empty sums into tau1 = 2/3, ours keeps 2 until an epoch has added to them."""
+    averages empty sums into tau1 = 2/3, ours keeps 2 until an epoch has added to them.
+    ``with_labeled``: a stream in which about a third of the images are labeled ones, left
+    out of the estimate by ACR's ``mask_l`` and by ours (``from_lb``, ``acr_mask_l``);
+    counting them gives another ``u_py``."""
     eval_step, est_epoch, epochs, C = 5, 1, 6, 10
     counts = torch.tensor([int(1500 * 0.01 ** (c / 9)) for c in range(C)], dtype=torch.float)
     pi = counts / counts.sum()
@@ -187,7 +197,11 @@ def test_estimate_equals_acr_released_code_over_epochs():
         logits = torch.randn(16, C, generator=g) * 2.5
         logits[:, 9 - i % 4] += 3.0  # some confident samples, mostly on labeled-tail classes
         batches.append(torch.softmax(logits / (8.0 if i % 7 == 3 else 1.0), dim=-1))  # some steps with none
-    ref = acr_released_estimate(batches, pi, eval_step, est_epoch, ema_u=0.99, threshold=0.95)
+    labeled = [torch.rand(16, generator=g) < 0.35 for _ in batches] if with_labeled else None
+    ref = acr_released_estimate(batches, pi, eval_step, est_epoch, ema_u=0.99, threshold=0.95, labeled=labeled)
+    if with_labeled:  # the labeled images matter: counting them gives another estimate
+        counted = acr_released_estimate(batches, pi, eval_step, est_epoch, ema_u=0.99, threshold=0.95)
+        assert not torch.allclose(counted[-1]["u_py"], ref[-1]["u_py"], atol=1e-4)
 
     alg = SimpleNamespace(it=0, num_iter_per_epoch=eval_step, est_epoch=est_epoch, adaptive_tau1=True, p_cutoff=0.95,
                           tau1_estimator=Tau1Estimator(pi, 2.0, 0.0, 2.0, 0.99, "acr_code"))
@@ -196,7 +210,7 @@ def test_estimate_equals_acr_released_code_over_epochs():
         alg.it = it
         hook.before_train_step(alg)
         tau_used = alg.tau1_estimator.tau1.item()
-        alg.out_dict = {"ulb": {"probs_bal_w": probs}}
+        alg.out_dict = {"ulb": {"probs_bal_w": probs, "from_lb": None if labeled is None else labeled[it]}}
         hook.after_train_step(alg)
         ours.append({"tau1": tau_used, "u_py": alg.tau1_estimator.u_py.clone(), "kl_sum": alg.tau1_estimator.kl_sum.clone()})
 
@@ -208,10 +222,13 @@ def test_estimate_equals_acr_released_code_over_epochs():
     for it, (r, o) in enumerate(zip(ref, ours)):
         assert torch.allclose(o["u_py"], r["u_py"], rtol=0, atol=1e-7), it
         assert torch.allclose(o["kl_sum"], r["kl_sum"], rtol=1e-6, atol=1e-7), it
-        if first <= it < first + eval_step:  # ACR: tau1 from the empty sums of the epoch before
-            assert r["tau1"] == pytest.approx(2 / 3) and o["tau1"] == 2.0, it
+        epoch = it // eval_step
+        if epoch > est_epoch and (epoch - 1 <= est_epoch or ref[epoch * eval_step - 1]["kl_sum"].abs().sum() == 0):
+            # ACR: tau1 from the empty sums of the epoch before; ours keeps the epoch before's
+            assert r["tau1"] == pytest.approx(2 / 3) and o["tau1"] == ours[epoch * eval_step - 1]["tau1"], it
         else:
             assert o["tau1"] == pytest.approx(r["tau1"], rel=1e-6), it
+    assert ref[first]["tau1"] == pytest.approx(2 / 3) and ours[first]["tau1"] == 2.0
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -336,3 +353,36 @@ def test_another_base_is_refused_when_built_directly(method):
     args.algorithm = "flexmatch"
     with pytest.raises(ValueError, match=rf"^{method} runs on fixmatch only \(got flexmatch\)$"):
         build_algorithm(args)
+
+
+def test_labeled_images_of_the_unlabeled_set_leave_the_estimate_on_digits():
+    """``include_lb_to_ulb: True`` on digits: the images flagged ``from_lb`` are the labeled
+    images at the head of the unlabeled set, and with ``acr_mask_l`` (ACR's default, as
+    released) the estimate after one step counts the others only; ``acr_mask_l: False``
+    counts them all. SeMi's default is False (its script comments ACR's ``mask_l`` out)."""
+    flags = {"acr_est_epoch": 0, "num_train_iter": 200, "epoch": 2, "include_lb_to_ulb": True,
+             "acr_class_vector": "counts"}
+    u = {}
+    for mask_l in (True, False):
+        alg = build("acr", acr_mask_l=mask_l, **flags)
+        lb, ulb = alg.dataset_dict["train_lb"], alg.dataset_dict["train_ulb"]
+        n_lb = len(lb)
+        assert len(ulb) > n_lb and (ulb.data[:n_lb] == lb.data).all()  # USB puts the labeled images first
+        torch.manual_seed(0)  # a balanced head that predicts several classes (at initialisation: one)
+        torch.nn.init.normal_(unwrap(alg.model).balanced_classifier.weight, std=2.0)
+        b = batch(alg)
+        alg.p_cutoff, alg.it = 0.0, 100  # every image confident, in an estimating epoch
+        alg.out_dict, alg.log_dict = alg.train_step(**b)
+        from_lb = alg.out_dict["ulb"]["from_lb"]
+        if mask_l:
+            assert torch.equal(from_lb, b["idx_ulb"] < n_lb) and 0 < from_lb.sum() < from_lb.numel()
+        else:
+            assert from_lb is None
+        alg.hooks_dict["Tau1Hook"].after_train_step(alg)
+        pred = alg.out_dict["ulb"]["probs_bal_w"].argmax(-1)
+        keep = ~from_lb if mask_l else torch.ones_like(pred, dtype=torch.bool)
+        h = torch.bincount(pred[keep], minlength=10).float()
+        assert torch.allclose(alg.tau1_estimator.u_py, 0.99 * torch.full((10,), 0.1) + 0.01 * h / h.sum())
+        u[mask_l] = alg.tau1_estimator.u_py
+    assert not torch.allclose(u[True], u[False])
+    assert build("semi", include_lb_to_ulb=True).lb_in_ulb == 0 and build("acr").lb_in_ulb == 0

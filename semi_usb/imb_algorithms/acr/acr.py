@@ -16,11 +16,12 @@ from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..arguments import one_of
+from ..mechanism import MechanismLog
 from ..state import load_states, save_states
 from .balanced_head import (BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, repeat_views,
                             unwrap)
 from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
-from .hooks import AdjustedPseudoLabelingHook, MethodStateHook, OrMaskingHook, Tau1Hook
+from .hooks import AdjustedPseudoLabelingHook, MechanismLogHook, MethodStateHook, OrMaskingHook, Tau1Hook
 
 
 @IMB_ALGORITHMS.register("acr")
@@ -32,6 +33,9 @@ class ACR(ImbAlgorithmBase):
     base_algorithms = ("fixmatch",)
     #: Method state saved beside the model (checkpoint key -> attribute; see ..state).
     state_attributes = {"acr_tau1_state": "tau1_estimator"}
+    #: Weight of the standard branch's unlabeled loss beside ``ulb_loss_ratio`` (1 in ACR;
+    #: SeMi's ``semi_ulb_std_weight``), see :meth:`std_ulb_weight`.
+    ulb_std_weight = 1.0
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
@@ -42,10 +46,18 @@ class ACR(ImbAlgorithmBase):
         pi = torch.exp(unwrap(self.model).log_prior)
         self.tau1_estimator = Tau1Estimator(pi, args.acr_tau1, args.acr_tau_min, args.acr_tau_max,
                                             args.acr_u_momentum, args.acr_class_vector)
+        # labeled images at the head of the unlabeled set (USB's split_ssl_data puts them first)
+        # that the estimate leaves out, as ACR's released mask_l; 0: none left out
+        self.lb_in_ulb = len(self.dataset_dict["train_lb"]) if args.include_lb_to_ulb and args.acr_mask_l else 0
+        self.mechanism = MechanismLog(self.mechanism_from_it())
 
     def acr_init(self, args):
         self.tau2, self.tau12, self.acr_T = args.acr_tau2, args.acr_tau12, args.acr_T
         self.adaptive_tau1, self.est_epoch = args.acr_adaptive_tau1, args.acr_est_epoch
+
+    def mechanism_from_it(self) -> int:
+        """First iteration whose mechanism metrics enter ``summary.json``'s means (ACR: 0)."""
+        return 0
 
     # ---------------------------------------------------------------- model
     def lb_class_counts(self) -> torch.Tensor:
@@ -66,6 +78,7 @@ class ACR(ImbAlgorithmBase):
         self.register_hook(OrMaskingHook(), "MaskingHook")
         self.register_hook(Tau1Hook(), "Tau1Hook")
         self.register_hook(MethodStateHook(), "MethodStateHook")
+        self.register_hook(MechanismLogHook(), "MechanismLogHook")
 
     @property
     def log_pi(self) -> torch.Tensor:
@@ -90,9 +103,23 @@ class ACR(ImbAlgorithmBase):
             views["ulb_w"] = self.model(x_ulb_w)
         return views
 
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None):
+    def paired_features(self, feats_lb, feats_w, feats_s) -> tuple:
+        """The weak and strong features that a method pairs with each unlabeled image (its
+        own views here; SeMi may take the released script's slices, ``semi_feature_pairing``)."""
+        return feats_w, feats_s
+
+    def std_ulb_weight(self) -> float:
+        """This step's weight of the standard branch's ``L_u`` beside ``ulb_loss_ratio``."""
+        return self.ulb_std_weight
+
+    def logging_step(self) -> bool:
+        """Whether USB's LoggingHook writes this step's log (``num_log_iter``, the last step)."""
+        return (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter
+
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None, idx_ulb=None):
         """One step; with ``x_ulb_s_1`` (``num_strong_views: 2``) both strong views enter
-        ``L_u`` and ``L_u^b`` (docs/method.md, "Two strong views")."""
+        ``L_u`` and ``L_u^b`` (docs/method.md, "Two strong views"); ``idx_ulb`` (the images'
+        indices in the unlabeled set) marks the labeled images among them for tau1's estimate."""
         log_pi = self.log_pi
         strong = x_ulb_s if x_ulb_s_1 is None else torch.cat((x_ulb_s, x_ulb_s_1))
         n_views = strong.shape[0] // x_ulb_w.shape[0]
@@ -105,10 +132,11 @@ class ACR(ImbAlgorithmBase):
             sup_loss = self.ce_loss(lb["logits"], y_lb, reduction="mean")
             bal_sup_loss = logit_adjusted_ce(lb["logits_bal"], y_lb, log_pi, self.tau2)
 
+            feat_w, feat_s = self.paired_features(lb["feat"], w["feat"], s["feat"])
             # standard branch: (enhanced) logit-adjusted pseudo-labels, OR mask, sample weights
             # q (PLCE) from the first strong view only
             probs = self.call_hook("gen_ulb_targets", "PseudoLabelingHook", logits=logits_w,
-                                   feats_x_ulb_s=s["feat"][:x_ulb_w.shape[0]].detach())
+                                   feats_x_ulb_s=feat_s[:x_ulb_w.shape[0]].detach())
             mask = self.call_hook("masking", "MaskingHook", probs_x_ulb=probs, logits_x_ulb=logits_w)
             weight = self.call_hook("sample_weights", "MaskingHook", probs_x_ulb=probs)
             pseudo_label = probs.argmax(-1)
@@ -120,14 +148,18 @@ class ACR(ImbAlgorithmBase):
             mask_bal = or_mask(probs_bal_w, probs_h2, self.p_cutoff)
             bal_unsup_loss = masked_ce(s["logits_bal"], *repeat_views((probs_h2.argmax(-1), mask_bal), n_views))
 
-            feats_w, mask_v = repeat_views((w["feat"], mask), n_views)
-            extra, extra_ulb = self.extra_losses(feats_w=feats_w, feats_s=s["feat"], mask=mask_v)
-            total_loss = (sup_loss + self.lambda_u * unsup_loss + bal_sup_loss + self.lambda_u * bal_unsup_loss
-                          + sum(extra.values()))
+            feats_w, mask_v = repeat_views((feat_w, mask), n_views)
+            extra, extra_ulb = self.extra_losses(feats_w=feats_w, feats_s=feat_s, mask=mask_v)
+            total_loss = (sup_loss + self.lambda_u * self.std_ulb_weight() * unsup_loss + bal_sup_loss
+                          + self.lambda_u * bal_unsup_loss + sum(extra.values()))
 
-        # feat_s: every strong view (V x B_u rows); the other entries: one row per image
-        ulb = {"feat_w": w["feat"].detach(), "feat_s": s["feat"].detach(), "probs": probs, "mask": mask,
-               "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w, **extra_ulb}
+        # feat_w, feat_s: the features paired with each image (paired_features); feat_s: every
+        # strong view (V x B_u rows); the other entries: one row per image. from_lb: the
+        # labeled images that the estimate leaves out (None: none).
+        from_lb = None if idx_ulb is None or not self.lb_in_ulb else idx_ulb < self.lb_in_ulb
+        ulb = {"feat_w": feat_w.detach(), "feat_s": feat_s.detach(), "probs": probs, "mask": mask,
+               "weight": weight, "pseudo_label": pseudo_label, "probs_bal_w": probs_bal_w, "from_lb": from_lb,
+               **extra_ulb}
         out_dict = self.process_out_dict(loss=total_loss, feat={k: x["feat"] for k, x in
                                                                 (("x_lb", lb), ("x_ulb_w", w), ("x_ulb_s", s))}, ulb=ulb)
         # Tensors, not floats: read (one sync) only when logged. See LoggingHook.
@@ -136,7 +168,16 @@ class ACR(ImbAlgorithmBase):
                                          total_loss=total_loss.detach(), util_ratio=mask.mean(),
                                          bal_util_ratio=mask_bal.mean(), tau1=self.tau1,
                                          **{k: val.detach() for k, val in extra.items()})
+        if self.logging_step():
+            log_dict.update(self.mechanism_metrics(
+                logits_w=logits_w, logits_s=s["logits"].detach(), probs=probs, mask=mask, weight=weight,
+                n_views=n_views, extra={k: val.detach() for k, val in extra.items()}, total_loss=total_loss.detach()))
         return out_dict, log_dict
+
+    def mechanism_metrics(self, **step) -> dict:
+        """Log entries (device tensors) that show what the method's parts did in this logged
+        step (docs/method.md, "Mechanism metrics"); ACR's tau1 is logged every step."""
+        return {}
 
     def extra_losses(self, feats_w, feats_s, mask) -> tuple[dict, dict]:
         """``(losses, ulb)``: named loss terms added to the total, and tensors that the
@@ -150,11 +191,14 @@ class ACR(ImbAlgorithmBase):
 
     # ---------------------------------------------------------------- checkpoint
     def get_save_dict(self):
-        return {**super().get_save_dict(), **save_states(self, self.state_attributes)}
+        return {**super().get_save_dict(), **save_states(self, self.state_attributes),
+                "mechanism_log": self.mechanism.state_dict()}
 
     def load_model(self, load_path):
         checkpoint = super().load_model(load_path)
         load_states(self, self.state_attributes, checkpoint)
+        if "mechanism_log" in checkpoint:  # checkpoints of earlier versions have none
+            self.mechanism.load_state_dict(checkpoint["mechanism_log"])
         return checkpoint
 
     @staticmethod
@@ -174,4 +218,7 @@ class ACR(ImbAlgorithmBase):
                          "per-step class vector: acr_code (ACR's h[pred] += mask: the mask of the last sample "
                          "of each predicted class), presence, counts"),
             SSL_Argument("--acr_T", float, 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
+            SSL_Argument("--acr_mask_l", str2bool, True,
+                         "leave the labeled images in the unlabeled set (include_lb_to_ulb) out of tau1's estimate, "
+                         "as ACR's released mask_l"),
         ]

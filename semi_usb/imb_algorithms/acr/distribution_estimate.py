@@ -43,8 +43,11 @@ def class_vector(pred: Tensor, mask: Tensor, num_classes: int, kind: str = "acr_
 
 
 def confident_class_vector(probs: Tensor, threshold: float, kind: str = "acr_code",
-                           all_gather: bool = False) -> Tensor:
-    """:func:`class_vector` of ``argmax probs`` with the mask ``max probs >= threshold``.
+                           all_gather: bool = False, keep: Tensor | None = None) -> Tensor:
+    """:func:`class_vector` of ``argmax probs`` with the mask ``max probs >= threshold``,
+    times ``keep`` (N,, bool) when given: ACR's released ``mask_l * mask_b``, which leaves
+    the labeled images of the unlabeled stream out (with ``acr_code`` such an image can still
+    be the last of its class, with a mask of 0, as in ACR's line).
 
     ``all_gather``: under DDP, of the global batch (the ranks' samples concatenated, rank 0
     first), so that every rank builds the vector one process would; a no-op without a
@@ -52,6 +55,8 @@ def confident_class_vector(probs: Tensor, threshold: float, kind: str = "acr_cod
     """
     conf, pred = probs.max(-1)
     mask = (conf >= threshold).float()
+    if keep is not None:
+        mask = mask * keep.to(mask.dtype)
     if all_gather:
         pred, mask = all_gather_cat(pred), all_gather_cat(mask)
     return class_vector(pred, mask, probs.shape[-1], kind)
@@ -102,15 +107,18 @@ class Tau1Estimator:
         self.tau1 = torch.tensor(float(tau1))
         self.tau_min, self.tau_max, self.momentum, self.kind = tau_min, tau_max, momentum, kind
 
-    def step(self, probs_bal: Tensor, threshold: float, all_reduce: bool = False) -> None:
+    def step(self, probs_bal: Tensor, threshold: float, all_reduce: bool = False,
+             keep: Tensor | None = None) -> None:
         """One step of the estimate: the class vector of the balanced head's confident
         predictions; if it is not empty, ``u_py``'s EMA update and the symmetric KL of
         ``u_py`` to the three anchors added to the sums (ACR: ``if now_mask.sum() > 0``).
 
         ``all_reduce``: under DDP, the vector of the global batch (see
         :func:`confident_class_vector`), so that every rank keeps the same ``u_py`` and tau1.
+        ``keep``: the samples that count (ACR's ``mask_l``), None: all.
         """
-        hist = confident_class_vector(probs_bal.detach().float(), threshold, self.kind, all_gather=all_reduce)
+        hist = confident_class_vector(probs_bal.detach().float(), threshold, self.kind, all_gather=all_reduce,
+                                      keep=keep)
         updated = hist.sum() > 0
         self.u_py = update_u_py(self.u_py, hist, self.momentum)
         kl = symmetric_kl(self.u_py.unsqueeze(0), self.anchors)

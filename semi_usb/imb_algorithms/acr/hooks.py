@@ -46,15 +46,27 @@ def estimating(algorithm) -> bool:
     return algorithm.it // algorithm.num_iter_per_epoch > algorithm.est_epoch
 
 
+class MechanismLogHook(Hook):
+    """After each logged step, the step's mechanism metrics into the run's running means
+    (``algorithm.mechanism``, a :class:`~semi_usb.imb_algorithms.mechanism.MechanismLog`)."""
+
+    def after_train_step(self, algorithm):
+        if algorithm.logging_step():
+            algorithm.mechanism.add(algorithm.it, algorithm.log_dict)
+
+
 class Tau1Hook(Hook):
     """Feeds ACR's distribution estimate in the steps of the epochs after ``acr_est_epoch``
-    (the global batch under DDP, so that tau1 is the same on every rank), and at each epoch
+    (the global batch under DDP, so that tau1 is the same on every rank; without the labeled
+    images of the unlabeled set when ``acr_mask_l``), and at each epoch
     start sets tau1 from the epoch that ended (when ``acr_adaptive_tau1``) and resets the sums."""
 
     def after_train_step(self, algorithm):
         if estimating(algorithm):
-            algorithm.tau1_estimator.step(algorithm.out_dict["ulb"]["probs_bal_w"], algorithm.p_cutoff,
-                                          all_reduce=True)
+            ulb = algorithm.out_dict["ulb"]
+            from_lb = ulb.get("from_lb")
+            algorithm.tau1_estimator.step(ulb["probs_bal_w"], algorithm.p_cutoff, all_reduce=True,
+                                          keep=None if from_lb is None else ~from_lb)
 
     def before_train_step(self, algorithm):
         # At each epoch start (by iteration count, so a run resumed mid-epoch stays in step).

@@ -11,7 +11,9 @@ docs/method.md, "ACR" and the SeMi sections: ACR's two-branch frame with a fixed
 Each part has a switch (``semi_use_bank``, ``semi_use_plce``, ``semi_use_oheml``,
 ``semi_use_ealign``); with all four off SeMi computes ACR with a fixed tau1. Parts 2-4
 start after ``semi_warmup_iter`` iterations; the bank fills from the first step. Like ACR,
-SeMi runs on FixMatch only.
+SeMi runs on FixMatch only. ``semi_feature_pairing`` picks the features paired with each
+image (``pairing.py``), ``semi_ulb_std_weight`` weighs the standard branch's ``L_u`` alone;
+the logged steps carry the parts' mechanism metrics (``mechanism.py``).
 """
 from __future__ import annotations
 
@@ -21,15 +23,19 @@ from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.acr import ACR
 from ..acr.balanced_head import unwrap
+from ..acr.balanced_head import adjusted_probs, or_mask, repeat_views
 from ..arguments import one_of
 from .hard_examples import EmbeddingCenter, embedding_align_loss
 from .hooks import (EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook,
                     plce_lambda, warmed_up)
+from .mechanism import ealign_effect, oheml_effect, plce_effect
 from .memory_bank import ConfidenceDecayMemoryBank
+from .pairing import FEATURE_PAIRINGS, released_pairing
 from .plce import PLCE_WEIGHTS, PseudoLabelHistogram
 
-# SeMi's frame is ACR with a fixed tau1 = 0 (the released script's default).
-SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False}
+# SeMi's frame is ACR with a fixed tau1 = 0 (the released script's default); its script
+# comments ACR's mask_l out, so the estimate (unused with a fixed tau1) counts every image.
+SEMI_ACR_DEFAULTS = {"--acr_tau1": 0.0, "--acr_adaptive_tau1": False, "--acr_mask_l": False}
 
 
 @IMB_ALGORITHMS.register("semi")
@@ -54,6 +60,19 @@ class SeMi(ACR):
         self.proto_T, self.plce_alpha, self.oheml_s = args.semi_proto_T, args.semi_plce_alpha, args.semi_oheml_s
         self.ealign_T, self.ealign_weight = args.semi_ealign_T, args.semi_ealign_weight
         self.ealign_momentum = args.semi_ealign_momentum
+        self.feature_pairing, self.ulb_std_weight = args.semi_feature_pairing, args.semi_ulb_std_weight
+
+    def mechanism_from_it(self) -> int:
+        return self.warmup_iter
+
+    def paired_features(self, feats_lb, feats_w, feats_s) -> tuple:
+        if self.feature_pairing == "released":
+            return released_pairing(feats_lb, feats_w, feats_s)
+        return feats_w, feats_s
+
+    def std_ulb_weight(self) -> float:
+        """``semi_ulb_std_weight`` after the warm-up (when OHEML's weights would start), 1 before."""
+        return self.ulb_std_weight if warmed_up(self) else 1.0
 
     def set_hooks(self):
         super().set_hooks()
@@ -73,17 +92,36 @@ class SeMi(ACR):
                                              mask, self.ealign_T)
         return {"ealign_loss": self.ealign_weight * loss}, {"ealign_teacher": teacher}
 
-    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None):
-        out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1)
+    def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None, idx_ulb=None):
+        out_dict, log_dict = super().train_step(x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1, idx_ulb)
         weight = out_dict["ulb"]["weight"]
         log_dict["train/oheml_weight"] = weight.mean() if weight is not None else torch.ones(())
-        if (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter:
+        if self.logging_step():
             lam = plce_lambda(self)
             log_dict["train/plce_lambda"] = lam.mean() if lam is not None else torch.zeros(())
             if self.use_bank:
-                for c, n in enumerate(self.bank.fill().tolist()):
-                    log_dict[f"train/bank_fill/{c}"] = n
+                fill = self.bank.fill()
+                for c in range(self.num_classes):
+                    log_dict[f"train/bank_fill/{c}"] = fill[c]
+                log_dict["train/bank_fill"] = fill.sum() / (self.num_classes * self.bank.size)
         return out_dict, log_dict
+
+    def mechanism_metrics(self, logits_w, logits_s, probs, mask, weight, n_views, extra, total_loss) -> dict:
+        """PLCE (classes changed, samples added to the mask, largest lambda), OHEML (the
+        effective scale of ``L_u``, the weights on masked samples), Embedding Align (share of
+        the loss, fraction of samples), each while the part acts (docs/method.md, "Mechanism
+        metrics")."""
+        metrics = {}
+        lam = plce_lambda(self)
+        if lam is not None:
+            p = adjusted_probs(logits_w, self.log_pi, self.tau1, self.acr_T)
+            mask_raw = or_mask(p, torch.softmax(logits_w / self.acr_T, dim=-1), self.p_cutoff)
+            metrics.update(plce_effect(p, probs, mask_raw, mask, lam))
+        if weight is not None:
+            metrics.update(oheml_effect(logits_s, *repeat_views((probs.argmax(-1), mask, weight), n_views)))
+        if "ealign_loss" in extra:
+            metrics.update(ealign_effect(extra["ealign_loss"], total_loss, repeat_views((mask,), n_views)[0]))
+        return {"train/" + k: v for k, v in metrics.items()}
 
     @staticmethod
     def get_argument():
@@ -106,6 +144,11 @@ class SeMi(ACR):
             SSL_Argument("--semi_ealign_T", float, 0.09, "T_e: student temperature (teacher T_e / 5)"),
             SSL_Argument("--semi_ealign_weight", float, 0.15, "lambda_e: weight of the Embedding Align loss"),
             SSL_Argument("--semi_ealign_momentum", float, 0.9, "momentum of the Embedding Align centre"),
+            SSL_Argument("--semi_feature_pairing", one_of(*FEATURE_PAIRINGS), "aligned",
+                         "features paired with each image for the bank, q and Embedding Align: aligned (its own "
+                         "views) or released (the released script's slices of its interleaved batch)"),
+            SSL_Argument("--semi_ulb_std_weight", float, 1.0,
+                         "weight of the standard branch's L_u alone (beside ulb_loss_ratio), after the warm-up"),
             SSL_Argument("--semi_warmup_iter", int, 3000,
                          "iterations before PLCE, OHEML and Embedding Align start (the authors' 6 epochs of 500)"),
         ]
