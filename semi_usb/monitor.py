@@ -87,7 +87,8 @@ class EvalHistoryHook(Hook):
         if result is None or not _is_main(algorithm):
             return
         row = {"it": algorithm.it + 1, "top1": result.top1, "balanced_acc": result.balanced_acc,
-               "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc]}
+               "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc],
+               "ece": result.ece}
         path = os.path.join(algorithm.save_dir, algorithm.save_name, "eval_history.jsonl")
         append_line(path, json.dumps(row))
 

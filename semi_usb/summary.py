@@ -91,6 +91,8 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
         "model": "ema", "head": head,
         "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
                   "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),
+                  "ece": result.ece,  # 15 bins, top-1 confidence of the predicting head
+                  "reliability": None if result.calibration is None else result.calibration.to_json(),
                   "class_names": getattr(ds.get("eval"), "class_names", None)},
         "best": {"it": int(alg.best_it) + 1, "top1": float(alg.best_eval_acc)}, **mechanism,
         "lb_class_counts": _class_counts(ds.get("train_lb"), args.num_classes),
