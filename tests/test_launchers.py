@@ -11,7 +11,8 @@ from conftest import REPO
 from semi_usb.config import ConfigError
 from semi_usb.grid import GRIDS, axes, expand_save_dirs, plan_grid
 from semi_usb.launchers import slurm
-from semi_usb.report.leaderboard import Cell, format_cell, render
+from semi_usb.published import PublishedEntry
+from semi_usb.report.leaderboard import Cell, format_cell, render, run_protocol
 from semi_usb.published import USB_TABLE_COLUMNS
 from semi_usb.run_status import collect, render as render_status, state_of
 
@@ -126,22 +127,55 @@ def test_expand_save_dirs(tmp_path):
 
 
 def test_leaderboard_cells_and_table():
-    assert format_cell(Cell("fixmatch", "s", (70.0, 72.0, 74.0), 76.69, "USB")) == "72.00 ± 2.00 / 76.69, Δ -4.69"
-    assert format_cell(Cell("semi", "s", (80.0,))) == "80.00 ± 0.00 (n=1)"
-    assert format_cell(None) == "—"
-    cells = [Cell("fixmatch+semi", "cifar10_lb1500_100_ulb3000_100", (80.0, 82.0)),
-             Cell("fixmatch", "cifar10_lb1500_100_ulb3000_-100", (70.0, 71.0), 69.95, "USB's table"),
-             Cell("fixmatch", "cifar10_lb1500_100_ulb3000_100", (76.0, 77.0), 76.69, "USB's table"),
-             Cell("fixmatch", "digits_lb40_10_ulb90_10", (50.0, 52.0))]
+    """Best against published best, final against published last; a published number of
+    another protocol than the runs' is marked in the cell, and the legend says what the mark
+    means; each unlabeled distribution is a group of its own."""
+    usb_best = PublishedEntry(76.69, "USB's table", "best", "usb")
+    acr_best = PublishedEntry(84.1, "ACR paper", "best", "acr")
+    acr_usb_best = PublishedEntry(84.25, "CPE logs", "best", "usb")
+    acr_last = PublishedEntry(83.0, "a paper's last", "last", "acr")
+    assert format_cell((70.0, 72.0, 74.0), usb_best, "usb") == "72.00 ± 2.00 / 76.69, Δ -4.69"
+    assert format_cell((70.0, 72.0, 74.0), usb_best, "acr") == "72.00 ± 2.00 / 76.69ᵘ, Δ -4.69"
+    assert format_cell((70.0, 72.0, 74.0), acr_best, "other") == "72.00 ± 2.00 / 84.10ᵃ, Δ -12.10"
+    assert format_cell((80.0,)) == "80.00 ± 0.00 (n=1)"
+    assert format_cell(()) == "—"
+    c10, rev = "cifar10_lb1500_100_ulb3000_100", "cifar10_lb1500_100_ulb3000_-100"
+    cells = [Cell("fixmatch+semi", c10, (80.0, 82.0), (81.0, 83.0), (), "usb"),
+             Cell("fixmatch", rev, (70.0, 71.0), (72.0, 73.0), (PublishedEntry(69.95, "USB's table"),), "usb"),
+             Cell("fixmatch", c10, (76.0, 77.0), (77.0, 78.0), (usb_best,), "usb"),
+             Cell("fixmatch+acr", c10, (84.0, 85.0), (85.0, 86.0), (acr_best, acr_usb_best, acr_last), "usb"),
+             Cell("fixmatch", "digits_lb40_10_ulb90_10", (50.0, 52.0), (51.0, 53.0)),
+             Cell("fixmatch", "digits_lb40_10_ulb90_10_middle", (40.0, 42.0), (41.0, 43.0), (), "other",
+                  "middle")]
     table = render(cells, method_key=lambda m: (m != "fixmatch", m))
     lines = table.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
-    assert lines[header] == ("| method | cifar10_lb1500_100_ulb3000_100 | cifar10_lb1500_100_ulb3000_-100 "
-                             "| digits_lb40_10_ulb90_10 |")  # USB's column order first
-    assert lines[header + 2] == ("| fixmatch | 76.50 ± 0.71 / 76.69, Δ -0.19 | 70.50 ± 0.71 / 69.95, Δ +0.55 "
-                                 "| 51.00 ± 1.41 |")
-    assert lines[header + 3] == "| fixmatch+semi | 81.00 ± 1.41 | — | — |"
-    assert "Published numbers: USB's table." in table
+    best_at = lines.index("## Best top-1 (highest evaluation; optimistic) against published best")
+    final_at = lines.index("## Final top-1 (median of the last evaluations) against published last")
+    assert best_at < final_at
+    best, final = lines[best_at:final_at], lines[final_at:]
+    assert "### unlabeled distribution: usb" in best and "### unlabeled distribution: middle" in best
+    header = "| method | cifar10_lb1500_100_ulb3000_100 | cifar10_lb1500_100_ulb3000_-100 | digits_lb40_10_ulb90_10 |"
+    assert best.count(header) == 1 and final.count(header) == 1  # USB's column order first
+    # best against published best: the run's protocol (usb) first, so ACR's USB re-run, unmarked
+    assert "| fixmatch | 77.50 ± 0.71 / 76.69, Δ +0.81 | 72.50 ± 0.71 / 69.95, Δ +2.55 | 52.00 ± 1.41 |" in best
+    assert "| fixmatch+acr | 85.50 ± 0.71 / 84.25, Δ +1.25 | — | — |" in best
+    assert "| fixmatch+semi | 82.00 ± 1.41 | — | — |" in best
+    # final against published last: USB's table is best only, so no comparison; ACR's last is marked
+    assert "| fixmatch | 76.50 ± 0.71 | 70.50 ± 0.71 | 51.00 ± 1.41 |" in final
+    assert "| fixmatch+acr | 84.50 ± 0.71 / 83.00ᵃ, Δ +1.50 | — | — |" in final
+    assert "| fixmatch | 42.00 ± 1.41 |" in best and "| fixmatch | 41.00 ± 1.41 |" in final  # the middle group
+    assert "| fixmatch | 41.00 ± 1.41 |" not in best and "| method | digits_lb40_10_ulb90_10_middle |" in final
+    assert any(line.startswith("- `ᵃ`: published under the ACR / SeMi authors'") for line in lines)
+    assert not any(line.startswith("- `ᵘ`") for line in lines)  # no USB number in a non-USB cell here
+    assert "Published numbers: " in table and "a paper's last (last, acr protocol, wrn_28_2)" in table
+
+
+def test_run_protocol_from_the_protocol_keys():
+    usb = {"lr_schedule": "usb", "num_strong_views": 1, "uratio": 2, "include_lb_to_ulb": False}
+    acr = {"lr_schedule": "cosine", "num_strong_views": 2, "uratio": 1, "include_lb_to_ulb": True}
+    assert run_protocol([usb, usb]) == "usb" and run_protocol([acr]) == "acr"
+    assert run_protocol([{**usb, "lr_schedule": "cosine"}]) == "other"
+    assert run_protocol([usb, acr]) == "other"
 
 
 def test_a_report_over_folders_of_runs_leaves_out_unfinished_ones(tmp_path, capsys):

@@ -19,6 +19,8 @@ Files written to ``--out``:
 * ``per_class_acc_<setting>.png``, ``group_acc_<setting>.png`` (head / medium /
   tail, balanced, G-mean), ``confusion_<setting>.png`` and ``acc_curve_<setting>.png``
   for every setting.
+* ``reliability_<setting>.png`` -- reliability diagram of the final evaluation, one panel per
+  method, for settings whose runs recorded the ECE bins (:mod:`~semi_usb.report.reliability`).
 * ``embedding_<setting>.png`` -- t-SNE of the EMA model's test features, one panel per
   method, for settings whose runs saved ``test_features.npz`` (:mod:`~semi_usb.report.embedding`).
 
@@ -58,6 +60,16 @@ G-mean
     zero and make the G-mean exactly 0: no epsilon smoothing, which would
     hide a dead class (with eps = 1e-6 and C = 10 one zero class would still
     leave a G-mean of about 0.25 x the others').
+ECE
+    Expected calibration error of an evaluation (:mod:`semi_usb.calibration`): 15 equal-width
+    bins of the top-1 softmax confidence of the head the method predicts with, the mean over
+    bins of ``|accuracy - confidence|`` weighted by the bin's share of the test images.
+    Recorded per evaluation (``eval_history.jsonl``'s ``ece``) and with its bins in
+    ``summary.json``'s final block; ``final`` and ``best`` as for the other metrics.
+leaderboard
+    ``leaderboard.md`` (:mod:`~semi_usb.report.leaderboard`): best top-1 against published
+    best numbers, final top-1 against published last numbers, a published number of another
+    protocol than the runs' marked in the cell.
 mean ± std
     Over seeds, sample standard deviation (ddof = 1); a single seed shows
     ``± 0.00`` and is marked ``(n=1)``.
@@ -82,6 +94,7 @@ from semi_usb.errors import ReportError
 from ..checkpoint import atomic_write
 from .leaderboard import cells_from_groups, render as render_leaderboard
 from .embedding import write_embeddings  # issue 20: t-SNE of the runs' test features
+from .reliability import write_reliability
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
 from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
 from .scores import (FINAL_WINDOW, GMEAN_FLOOR, HEAD_FRACTION, METRICS, Aggregate, GroupResult,
@@ -156,7 +169,10 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
         atomic_write(str(board), lambda fh: fh.write(render_leaderboard(cells_from_groups(results), method_sort_key)),
                      mode="w")
-        return [md, csv_path, board] + (write_figures(results, out) + write_embeddings(results, out) if plots else [])
+        if not plots:
+            return [md, csv_path, board]
+        return ([md, csv_path, board] + write_figures(results, out) + write_embeddings(results, out)
+                + write_reliability(results, out))
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the report ({exc.strerror or exc}): choose a writable --out")
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from semi_usb.naming import summary_setting
-from semi_usb.published import PublishedEntry, lookup
+from semi_usb.calibration import Reliability, reliability_from_json
+from semi_usb.published import PUBLISHED_NET, PublishedEntry, candidates, lookup
 
 from .runs import Run
 
@@ -28,6 +29,7 @@ METRICS: Tuple[Tuple[str, str], ...] = (
     ("medium_acc", "medium"),
     ("tail_acc", "tail"),
     ("gmean", "G-mean"),
+    ("ece", "ECE"),
 )
 METRIC_KEYS = tuple(k for k, _ in METRICS)
 
@@ -82,6 +84,8 @@ def evaluation_metrics(record: Mapping[str, Any],
         out["balanced_acc"] = float(record["balanced_acc"])
     elif pca:
         out["balanced_acc"] = balanced_accuracy(pca)
+    if record.get("ece") is not None:  # expected calibration error (semi_usb.calibration)
+        out["ece"] = float(record["ece"])
     if pca:
         head, medium, tail = split
         out["head_acc"] = _mean_of(pca, head)
@@ -103,6 +107,7 @@ class RunMetrics:
     confusion: Optional[List[List[float]]]  # row-normalised final confusion
     curve: List[Tuple[int, float]]  # (it, top1)
     late_gain: Optional[float] = None  # top-1 final minus the previous window's median
+    reliability: Optional[Reliability] = None  # ECE bins of summary.json's final evaluation
 
 
 def _median(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -149,9 +154,11 @@ def compute_run_metrics(run: Run) -> RunMetrics:
     if cm and len(cm) == run.num_classes and all(len(r) == run.num_classes for r in cm):
         confusion = _row_normalise(cm)
     curve = [(int(r["it"]), float(r["top1"])) for r in run.history]
+    rel = final_block.get("reliability")
     return RunMetrics(final=final, best=best, best_it=best_it, final_per_class=final_pc,
                       final_source=source, confusion=confusion, curve=curve,
-                      late_gain=late_gain(curve))
+                      late_gain=late_gain(curve),
+                      reliability=reliability_from_json(rel) if isinstance(rel, dict) else None)
 
 
 def late_gain(curve: Sequence[Tuple[int, float]], window: int = FINAL_WINDOW) -> Optional[float]:
@@ -201,6 +208,8 @@ class GroupResult:
     best: Dict[str, Aggregate] = field(default_factory=dict)
     late_gain: Aggregate = Aggregate(None, None, 0)
     published: Optional[PublishedEntry] = None
+    #: every published entry of the group's method, setting and network (any statistic, protocol)
+    published_entries: Tuple[PublishedEntry, ...] = ()
 
     @property
     def seeds(self) -> List[Any]:
@@ -212,20 +221,29 @@ class GroupResult:
         return sorted({str(r.summary.get(key)) for r in self.runs})
 
 
-def published_for_group(runs: Sequence[Run]) -> Optional[PublishedEntry]:
-    """Published number for a group, if dataset, N1/M1, gammas, method and net match.
-
-    The setting is rebuilt from the summary fields (falling back to the
-    ``setting`` string), and every run's ``net`` must be WRN-28-2 (missing
-    ``net`` is not checked).
-    """
+def _group_key(runs: Sequence[Run]) -> Optional[Tuple[str, str, Optional[str]]]:
+    """(method, setting, net) shared by every run of a group, else None. The setting is
+    rebuilt from the summary fields (falling back to the ``setting`` string); a missing
+    ``net`` is not checked, and then the published network :data:`PUBLISHED_NET` is assumed."""
     settings = {(summary_setting(r.summary) or r.setting) for r in runs}
     methods = {r.method for r in runs}
     nets = {r.summary.get("net") for r in runs} - {None}
     if len(settings) != 1 or len(methods) != 1 or len(nets) > 1:
         return None
-    net = next(iter(nets)) if nets else None
-    return lookup(next(iter(methods)), next(iter(settings)), net=net)
+    return next(iter(methods)), next(iter(settings)), (next(iter(nets)) if nets else None)
+
+
+def published_for_group(runs: Sequence[Run]) -> Optional[PublishedEntry]:
+    """Published number for a group, if dataset, N1/M1, gammas, unlabeled distribution,
+    method and net match (:func:`semi_usb.published.lookup`'s first entry)."""
+    key = _group_key(runs)
+    return None if key is None else lookup(key[0], key[1], net=key[2])
+
+
+def published_entries_for_group(runs: Sequence[Run]) -> Tuple[PublishedEntry, ...]:
+    """Every published entry for the group's method, setting and network."""
+    key = _group_key(runs)
+    return () if key is None else candidates(key[0], key[1], net=key[2] or PUBLISHED_NET)
 
 
 def summarize_groups(groups: Mapping[Tuple[str, str], List[Run]]) -> List[GroupResult]:
@@ -238,6 +256,7 @@ def summarize_groups(groups: Mapping[Tuple[str, str], List[Run]]) -> List[GroupR
         g.best = {k: aggregate(m.best[k] for m in metrics) for k in METRIC_KEYS}
         g.late_gain = aggregate(m.late_gain for m in metrics)
         g.published = published_for_group(runs)
+        g.published_entries = published_entries_for_group(runs)
         results.append(g)
     return results
 

@@ -9,6 +9,7 @@ from semi_usb.published import PUBLISHED_NET
 
 from .figures import figure_names
 from .protocol import protocol_table
+from .reliability import reliability_names
 from .runs import Run, method_sort_key, seed_key
 from .scores import (FINAL_WINDOW, HEAD_FRACTION, METRIC_KEYS, GroupResult, by_setting,
                      format_pm)
@@ -85,7 +86,8 @@ def _setting_description(runs: Sequence[Run]) -> List[str]:
 
 def _published_note(g: GroupResult) -> str:
     assert g.published is not None
-    return f"- {g.method}: {g.published.value:.2f} — {g.published.source}"
+    p = g.published
+    return f"- {g.method}: {p.value:.2f} ({p.statistic}, {p.protocol} protocol, {p.network}) — {p.source}"
 
 
 def _header(results: Sequence[GroupResult], all_runs: Sequence[Run], n_settings: int) -> List[str]:
@@ -149,16 +151,25 @@ DEFINITIONS: Tuple[str, ...] = (
     "C = 100: 30/40/30).",
     "- **G-mean** = geometric mean of the per-class recalls; a class with zero "
     "recall makes it 0 (no epsilon smoothing).",
+    "- **ECE** = expected calibration error in points (lower is better): the test images' "
+    "top-1 softmax confidence, from the head the method predicts with, in 15 equal-width bins; "
+    "the mean over bins of |accuracy - mean confidence|, weighted by the bin's share of the "
+    "images. `—` for runs recorded before it was measured.",
     "- **published (not ours)** = a number from the literature (see "
     "`semi_usb/published.py` and the sources under each table) for the same "
     f"dataset, N1/M1, gamma_l/gamma_u, method and network ({PUBLISHED_NET}); "
-    "blank where none matches. Their training budget and protocol may differ.",
+    "blank where none matches; under the table its statistic (best or last), protocol and "
+    "source. Their training budget and protocol may differ; `leaderboard.md` compares best "
+    "with best and final with last and marks another protocol.",
     "- Figures per setting: `per_class_acc_*` = final per-class accuracy "
     f"(element-wise median of the last {FINAL_WINDOW} evaluations), mean over seeds; "
     "`group_acc_*` = the final head / medium / tail recall, balanced accuracy and "
     "G-mean, mean ± std over seeds; `confusion_*` = confusion matrix of "
     "`summary.json`'s final evaluation, row-normalised (rows = true class), mean over seeds; "
-    "`acc_curve_*` = top-1 per evaluation, mean over seeds with a min/max band.",
+    "`acc_curve_*` = top-1 per evaluation, mean over seeds with a min/max band; "
+    "`reliability_*` (settings whose runs recorded the bins) = reliability diagram of "
+    "`summary.json`'s final evaluation, one panel per method, the seeds' bins pooled: accuracy "
+    "per confidence bin against the diagonal of perfect calibration.",
     "",
 )
 
@@ -207,15 +218,15 @@ def _final_table(groups: Sequence[GroupResult]) -> List[str]:
            "optimistic (selected on the test set):",
            "",
            "| method | seeds | top-1 final | top-1 best | published top-1 (not ours) "
-           "| balanced acc | head | medium | tail | G-mean | top-1 late gain |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| balanced acc | head | medium | tail | G-mean | top-1 late gain | ECE |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         pub = f"{g.published.value:.2f}" if g.published else ""
         out.append(_md_row([g.method, _seeds_text(g), format_pm(g.final["top1"]),
                             format_pm(g.best["top1"]), pub,
                             format_pm(g.final["balanced_acc"]), format_pm(g.final["head_acc"]),
                             format_pm(g.final["medium_acc"]), format_pm(g.final["tail_acc"]),
-                            format_pm(g.final["gmean"]), format_pm(g.late_gain)]))
+                            format_pm(g.final["gmean"]), format_pm(g.late_gain), format_pm(g.final["ece"])]))
     out.append("")
     return out
 
@@ -224,8 +235,8 @@ def _best_table(groups: Sequence[GroupResult]) -> List[str]:
     """Every metric at each run's best-top-1 evaluation."""
     out = ["At the best-top-1 evaluation (optimistic: selected on the test set):",
            "",
-           "| method | seeds | best it | top-1 | balanced acc | head | medium | tail | G-mean |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| method | seeds | best it | top-1 | balanced acc | head | medium | tail | G-mean | ECE |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         its = ", ".join("?" if m.best_it is None else str(m.best_it) for m in g.metrics)
         out.append(_md_row([g.method, _seeds_text(g), its] + [format_pm(g.best[k]) for k in METRIC_KEYS]))
@@ -239,7 +250,7 @@ def _setting_footer(setting: str, groups: Sequence[GroupResult]) -> List[str]:
     pubs = [g for g in groups if g.published]
     if pubs:
         out += ["Published sources:", ""] + [_published_note(g) for g in pubs] + [""]
-    names = [f"`{name}`" for name in figure_names(setting)]
+    names = [f"`{name}`" for name in figure_names(setting) + reliability_names(setting, groups)]
     out += [f"Figures: {', '.join(names)}.", ""]
     return out
 
