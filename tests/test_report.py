@@ -218,7 +218,7 @@ def test_pngs(report):
             (w, h), n = _png_size(out / f"{kind}_{setting}.png")
             assert w >= 300 and h >= 200 and n > 5000, (kind, setting, w, h, n)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["results.md", "results.csv", "leaderboard.md"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
+        ["results.md", "results.csv", "leaderboard.md", "paired.md"] + [f"{k}_{s}.png" for s in (SETTING_A, SETTING_B)
                                          for k in KINDS])
 
 

@@ -23,6 +23,11 @@ Files written to ``--out``:
   method, for settings whose runs recorded the ECE bins (:mod:`~semi_usb.report.reliability`).
 * ``embedding_<setting>.png`` -- t-SNE of the EMA model's test features, one panel per
   method, for settings whose runs saved ``test_features.npz`` (:mod:`~semi_usb.report.embedding`).
+* ``paired.md`` -- each method against a reference (``--reference NAME``, repeatable; default
+  the first method of each setting), seed by seed: mean difference, 95 % t-interval, pairs,
+  and ahead / behind / not separated (:mod:`~semi_usb.report.paired`); also printed.
+* ``mechanism.md`` -- per method, the means of the runs' mechanism metrics (what SeMi's parts
+  and ACR's tau1 did; :mod:`~semi_usb.report.mechanism`), when runs recorded them.
 
 Definitions (all accuracies are fractions in the inputs, percentages in the
 outputs):
@@ -93,6 +98,8 @@ from semi_usb.errors import ReportError
 
 from ..checkpoint import atomic_write
 from .leaderboard import cells_from_groups, render as render_leaderboard
+from .mechanism import render_mechanism
+from .paired import render_paired
 from .embedding import write_embeddings  # issue 20: t-SNE of the runs' test features
 from .reliability import write_reliability
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
@@ -147,10 +154,11 @@ __all__ = [
 
 
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
-                 plots: bool = True) -> List[Path]:
+                 plots: bool = True, references: Sequence[Optional[str]] = (None,)) -> List[Path]:
     """Load the runs, write every output file to ``out_dir``, return their paths."""
     runs = label_variants(load_runs(run_dirs))
     results = summarize_groups(group_runs(runs))
+    paired, mechanism = render_paired(results, references), render_mechanism(results)  # errors before writing
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,10 +177,14 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
         board = out / "leaderboard.md"  # methods x settings, one table (leaderboard.py)
         atomic_write(str(board), lambda fh: fh.write(render_leaderboard(cells_from_groups(results), method_sort_key)),
                      mode="w")
+        extra = {"paired.md": paired, "mechanism.md": mechanism}
+        for name, text in extra.items():
+            if text is not None:
+                atomic_write(str(out / name), lambda fh, text=text: fh.write(text), mode="w")
+        written = [md, csv_path, board] + [out / name for name, text in extra.items() if text is not None]
         if not plots:
-            return [md, csv_path, board]
-        return ([md, csv_path, board] + write_figures(results, out) + write_embeddings(results, out)
-                + write_reliability(results, out))
+            return written
+        return written + write_figures(results, out) + write_embeddings(results, out) + write_reliability(results, out)
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the report ({exc.strerror or exc}): choose a writable --out")
 
@@ -184,6 +196,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output directory, e.g. results/<name>/ (created if needed)")
     parser.add_argument("--no-plots", action="store_true", help="write only results.md/.csv")
+    parser.add_argument("--reference", action="append", metavar="NAME",
+                        help="method the others are compared with seed by seed in paired.md (its label, e.g. "
+                             "'fixmatch+semi' or 'semi', or a variant's full label); repeatable; default: the "
+                             "first method of each setting")
     return parser
 
 
@@ -212,12 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the report for parsed arguments; print a one-line error and return 2 on failure."""
     try:
-        written = write_report(args.run_dirs, args.out, plots=not args.no_plots)
+        written = write_report(args.run_dirs, args.out, plots=not args.no_plots,
+                               references=getattr(args, "reference", None) or (None,))
     except ReportError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     for p in written:
         print(f"wrote {p}")
+    paired = [p for p in written if p.name == "paired.md"]
+    if paired:
+        print(paired[0].read_text(encoding="utf-8"))
     return 0
 
 
