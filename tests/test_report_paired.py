@@ -94,8 +94,17 @@ def test_mechanism_table_from_the_summaries(tmp_path):
     assert not (tmp_path / "old" / "mechanism.md").exists()
 
 
-@pytest.mark.parametrize("name", ["fixmatch+semi", "semi"])
-def test_reference_by_label_or_short_name(tmp_path, name):
-    dirs = [RUNS / f"fixmatch_{m}_{REV}_{s}" for m in ("acr", "semi") for s in range(2)]
+@pytest.mark.parametrize("name", ["fixmatch+semi", "semi", "folder"])
+def test_reference_by_label_short_name_or_folder(tmp_path, name):
+    """The reference by its label, without ``fixmatch+``, or by the folder of its runs (here
+    the ablation's ``no_plce/``, whose label is a variant's)."""
+    dirs = [RUNS / f"fixmatch_{m}_{REV}_{s}" for m in ("acr", "semi") for s in range(3)]
+    ablation = RUNS.parent / "ablation" / "no_plce"  # three runs beside SeMi's three: both are variants
+    if name == "folder":
+        dirs.append(ablation)
+        name, label = str(ablation), "fixmatch+semi (semi_use_plce False)"
+    else:
+        label = "fixmatch+semi"
     assert main([str(d) for d in dirs] + ["--out", str(tmp_path), "--no-plots", "--reference", name]) == 0
-    assert f"## {REV}: against fixmatch+semi" in (tmp_path / "paired.md").read_text()
+    text = (tmp_path / "paired.md").read_text()
+    assert f"## {REV}: against {label}\n" in text and "| fixmatch+acr | 3 |" in text

@@ -198,8 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="write only results.md/.csv")
     parser.add_argument("--reference", action="append", metavar="NAME",
                         help="method the others are compared with seed by seed in paired.md (its label, e.g. "
-                             "'fixmatch+semi' or 'semi', or a variant's full label); repeatable; default: the "
-                             "first method of each setting")
+                             "'fixmatch+semi' or 'semi', a variant's full label, or a folder holding its runs); "
+                             "repeatable; default: the first method of each setting")
     return parser
 
 

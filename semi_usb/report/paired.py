@@ -12,6 +12,9 @@ For each setting, each method against the reference, over the seeds both ran:
 * a word: **ahead** when the whole interval is above 0, **behind** when it is below 0,
   **not separated** when it holds 0 (or with fewer than 2 pairs).
 
+The reference is named by its label (``fixmatch+semi``, ``semi``, a variant's full label) or
+by a folder that holds its runs (a ``compare --save_dir``).
+
 Metrics: top-1, balanced accuracy, G-mean and tail recall, each the run's *final* value
 (:mod:`semi_usb.report.scores`). No torch, no semilearn, no scipy: the t quantiles are a table.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from semi_usb.errors import ReportError
@@ -99,11 +103,23 @@ def per_seed(group: GroupResult, key: str) -> Dict:
     return {s: sum(v) / len(v) for s, v in values.items()}
 
 
+def _under(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
 def find_reference(groups: Sequence[GroupResult], name: Optional[str]) -> Optional[GroupResult]:
     """The reference group of one setting: the method labelled ``name`` (or ``fixmatch+name``),
-    the first method when ``name`` is None; None when the setting has no such method."""
+    or, when ``name`` is a folder, the method whose runs all lie under it; the first method
+    when ``name`` is None; None when the setting has no such method."""
     if name is None:
         return groups[0] if groups else None
+    if Path(name).is_dir():
+        folder = Path(name).resolve()
+        return next((g for g in groups if all(_under(Path(r.path), folder) for r in g.runs)), None)
     for label in (name, f"fixmatch+{name}"):
         for g in groups:
             if g.method == label:
