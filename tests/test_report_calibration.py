@@ -93,6 +93,9 @@ def test_leaderboard_marks_another_protocol(tmp_path):
     assert main([str(d) for d in usb] + ["--out", str(tmp_path / "out_u"), "--no-plots"]) == 0
     board = (tmp_path / "out_u" / "leaderboard.md").read_text()
     assert "/ 84.25, Δ" in board and "CPE-LTSSL" in board and "ᵃ" not in board
+    md = (tmp_path / "out_u" / "results.md").read_text()  # results.md's column: the same entry
+    assert _table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch+acr"][4] == "84.25"
+    assert "- fixmatch+acr: 84.25 (best, usb protocol, wrn_28_2) — machengcheng2016/CPE-LTSSL" in md
     other = [_run(tmp_path / "o", "fixmatch+acr", s, {**ACR_KEYS, "lr_schedule": "constant"}) for s in (0, 1)]
     assert main([str(d) for d in other] + ["--out", str(tmp_path / "out_o"), "--no-plots"]) == 0
     board = (tmp_path / "out_o" / "leaderboard.md").read_text()

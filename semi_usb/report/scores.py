@@ -11,8 +11,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from semi_usb.naming import summary_setting
 from semi_usb.calibration import Reliability, reliability_from_json
-from semi_usb.published import PUBLISHED_NET, PublishedEntry, candidates, lookup
+from semi_usb.published import PUBLISHED_NET, PublishedEntry, candidates, choose, lookup
 
+from .leaderboard import runs_protocol
 from .runs import Run
 
 #: Number of final evaluations whose median is the "final" number.
@@ -255,8 +256,10 @@ def summarize_groups(groups: Mapping[Tuple[str, str], List[Run]]) -> List[GroupR
         g.final = {k: aggregate(m.final[k] for m in metrics) for k in METRIC_KEYS}
         g.best = {k: aggregate(m.best[k] for m in metrics) for k in METRIC_KEYS}
         g.late_gain = aggregate(m.late_gain for m in metrics)
-        g.published = published_for_group(runs)
         g.published_entries = published_entries_for_group(runs)
+        # results.md's column: the entry of the runs' own protocol first (leaderboard.py)
+        g.published = (choose(g.published_entries, None, runs_protocol(runs)) if g.published_entries
+                       else published_for_group(runs))
         results.append(g)
     return results
 
