@@ -51,7 +51,8 @@ def test_compare_then_report(tmp_path, capsys):
     assert main(["report"] + [str(save / n) for n in names] + ["--out", str(out)]) == 0
     kinds = ("per_class_acc", "group_acc", "confusion", "acc_curve")
     assert sorted(os.listdir(out)) == sorted(["results.md", "results.csv", "leaderboard.md"] + [f"{k}_{SETTING}.png" for k in kinds]
-                                             + [f"embedding_{SETTING}.png"])  # the runs' test_features.npz
+                                             + [f"embedding_{SETTING}.png"]  # the runs' test_features.npz
+                                             + [f"reliability_{SETTING}.png"])  # the runs' ECE bins
     md = (out / "results.md").read_text()
     assert "fixmatch+semi" in md and "balanced" in md and " (n=1)" not in md.split("## ", 2)[-1]  # two seeds per method
 
