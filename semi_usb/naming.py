@@ -19,9 +19,10 @@ import re
 from typing import Any, Mapping, Optional
 
 from .errors import ConfigError
-from .ulb_distribution import suffix as ulb_suffix
+from .ulb_distribution import ULB_DISTRIBUTIONS, suffix as ulb_suffix
 
-SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)$")
+SETTING_RE = re.compile(r"^(?P<dataset>.+)_lb(?P<nl>\d+)_(?P<gl>-?[\d.]+)_ulb(?P<nu>\d+|None)_(?P<gu>-?[\d.]+)"
+                        r"(?:_(?P<dist>" + "|".join(re.escape(d) for d in ULB_DISTRIBUTIONS if d != "usb") + r"))?$")
 
 
 def method_label(algorithm: str, imb_algorithm: Optional[str] = None) -> str:
@@ -81,12 +82,15 @@ def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
 
 
 def parse_setting(setting: str) -> dict:
-    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for (as strings)."""
+    """``cifar10_lb1500_100_ulb3000_-100`` -> the USB keys it stands for (as strings); a
+    ``_middle`` / ``_head-tail`` suffix adds ``ulb_distribution``."""
     m = SETTING_RE.match(setting)
     if not m:
-        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>")
-    return {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
+        raise ConfigError(f"setting {setting!r} is not <dataset>_lb<N1>_<gamma_l>_ulb<M1|None>_<gamma_u>"
+                          f"[_{'|_'.join(d for d in ULB_DISTRIBUTIONS if d != 'usb')}]")
+    keys = {"dataset": m["dataset"], "num_labels": m["nl"], "lb_imb_ratio": m["gl"],
             "ulb_num_labels": m["nu"], "ulb_imb_ratio": m["gu"]}
+    return {**keys, "ulb_distribution": m["dist"]} if m["dist"] else keys
 
 
 def summary_method(summary: Mapping[str, Any]) -> Optional[str]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from .naming import SETTING_RE, make_setting, normalise_method  # noqa: F401  (make_setting re-exported)
+from .ulb_distribution import suffix as ulb_suffix
 
 __all__ = [
     "PROTOCOLS",
@@ -94,7 +95,7 @@ def canonical_setting(setting: str) -> str:
         return setting
     try:
         return make_setting(m["dataset"], int(m["nl"]), float(m["gl"]),
-                            None if m["nu"] == "None" else int(m["nu"]), float(m["gu"]))
+                            None if m["nu"] == "None" else int(m["nu"]), float(m["gu"])) + ulb_suffix(m["dist"])
     except ValueError:
         return setting
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import digits_flags, error_lines, only_run, run_summary
 from semi_usb.cli import main
-from semi_usb.naming import summary_setting
+from semi_usb.naming import parse_setting, summary_setting
+from semi_usb.published import canonical_setting, lookup
 from semi_usb.ulb_distribution import class_order, permuted_counts
 
 # USB's make_imbalance_data(4000, 10, 100): int(4000 * 0.01 ** (k / 9)), the last int(4000 / 100)
@@ -107,3 +108,33 @@ def test_bad_values_one_line_exit_2(tmp_path, capsys, flags, message):
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("semilearn train: error: ") and message in err[0], err
     assert not os.listdir(tmp_path)
+
+
+def test_setting_names_with_the_distribution():
+    """A setting name with the suffix parses to its keys (compare passes them to each run);
+    published numbers of USB's distribution never match it."""
+    assert parse_setting("cifar10_lb500_100_ulb4000_100_middle") == {
+        "dataset": "cifar10", "num_labels": "500", "lb_imb_ratio": "100", "ulb_num_labels": "4000",
+        "ulb_imb_ratio": "100", "ulb_distribution": "middle"}
+    assert "ulb_distribution" not in parse_setting("cifar10_lb500_100_ulb4000_100")
+    assert parse_setting("cifar10_lb500_100_ulb4000_100_head-tail")["ulb_distribution"] == "head-tail"
+    assert canonical_setting("cifar10_lb500_100_ulb4000_100.0_head-tail") == "cifar10_lb500_100_ulb4000_100_head-tail"
+    assert lookup("fixmatch", "cifar10_lb500_100_ulb4000_100").value == 72.41
+    assert lookup("fixmatch", "cifar10_lb500_100_ulb4000_100_middle") is None
+
+
+def test_compare_plans_the_distribution_from_the_setting_name(tmp_path):
+    """`semilearn compare --setting <...>_middle --config BASE` passes --ulb_distribution to each
+    run, whose configuration then builds (and is checked) with it."""
+    from conftest import REPO
+    from semi_usb.compare import check_existing, plan
+
+    base = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
+    (run,) = plan(["semi"], "digits_lb40_10_ulb90_10_middle", [0], str(tmp_path / "none"), base, str(tmp_path), [])
+    assert run["name"] == "fixmatch_semi_digits_lb40_10_ulb90_10_middle_0"
+    assert "--ulb_distribution=middle" in run["flags"] and "--ulb_imb_ratio=10" in run["flags"]
+    check_existing([run])
+    from semi_usb.config import build_args, parse_flags
+
+    args = build_args("semi", base, parse_flags(run["flags"]), warn=lambda m: None)
+    assert args.ulb_distribution == "middle"
