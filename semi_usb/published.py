@@ -173,7 +173,8 @@ _add("fixmatch+acr", {
     "cifar100_lb150_10_ulb300_-10": 63.3,
 }, statistic="best", protocol="acr", network="wrn_28_2",
     source="CCL paper (Zhou et al., NeurIPS 2024), Tables 2 and 4, ACR row (WRN-28-2; the ACR "
-           "paper's own CIFAR-100-LT numbers are WRN-28-8)", note=_ACR_NOTE)
+           "paper's own CIFAR-100-LT numbers are WRN-28-8)",
+    note="CCL's released train.py (zhouzihao11/CCL, built on ACR's) logs the same two; recorded as best")
 
 #: ACR re-run inside USB by CPE's authors: ``BEST_EVAL_ACC`` (%) of each seed's log.
 _ACR_USB_SEEDS: Dict[str, Tuple[float, ...]] = {
