@@ -50,7 +50,9 @@ def test_compare_then_report(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report"] + [str(save / n) for n in names] + ["--out", str(out)]) == 0
     kinds = ("per_class_acc", "group_acc", "confusion", "acc_curve")
-    assert sorted(os.listdir(out)) == sorted(["results.md", "results.csv", "leaderboard.md"] + [f"{k}_{SETTING}.png" for k in kinds]
+    assert sorted(os.listdir(out)) == sorted(["results.md", "results.csv", "leaderboard.md", "paired.md",
+                                              "mechanism.md"]  # SeMi's runs record their mechanism metrics
+                                             + [f"{k}_{SETTING}.png" for k in kinds]
                                              + [f"embedding_{SETTING}.png"]  # the runs' test_features.npz
                                              + [f"reliability_{SETTING}.png"])  # the runs' ECE bins
     md = (out / "results.md").read_text()
