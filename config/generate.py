@@ -59,6 +59,11 @@ Choices made here
   network is USB's ``wrn_28_2`` (or the dataset's): the three batch-norm branches and the two
   extra experts are added by the algorithm, so the authors' ``wrn_28_2_cbn`` is not a separate
   network here.
+* CDMAD's keys are the authors' FixMatch script's (``fixmatchcdmad.py``) for every dataset:
+  soft, unthresholded pseudo-labels (``cdmad_hard_label: False``, ``cdmad_p_cutoff: 0.0``;
+  FixMatch's ``p_cutoff``/``hard_label``/``T`` in the same file are not read by CDMAD), the
+  bias image of ones, and debiasing from iteration 50,500 (their ``epoch > 100`` with
+  500-iteration epochs), not rescaled to USB's epochs or to ImageNet-127's budget.
 * The authors' threshold for SeMi (``p_cutoff: 0.7``; USB's protocol keeps 0.95) is the
   method variant ``fixmatch_semi_pc0.7``: its own folder
   ``<out>/fixmatch_semi_pc0.7/fixmatch_semi_pc0.7_<setting>_<seed>.yaml``, identical to the
@@ -292,6 +297,14 @@ CPE_PER_DATASET = {
     "imagenet127": {"cpe_cut1": 44, "cpe_cut2": 89},
 }
 
+CDMAD_KEYS = {
+    "imb_algorithm": "cdmad",
+    "cdmad_debias_start_iter": 50500,
+    "cdmad_fill": 1.0,
+    "cdmad_p_cutoff": 0.0,
+    "cdmad_hard_label": False,
+}
+
 SEMI_PER_DATASET = {
     "cifar10": {"semi_decay_step": 100},
     "cifar100": {"semi_decay_step": 200},
@@ -319,6 +332,7 @@ METHODS = [
     }, {}),
     Method("fixmatch_acr", {}, ACR_KEYS, {}),
     Method("fixmatch_cpe", {}, CPE_KEYS, CPE_PER_DATASET),
+    Method("fixmatch_cdmad", {}, CDMAD_KEYS, {}),
     Method("fixmatch_semi", {}, SEMI_KEYS, SEMI_PER_DATASET),
     # the authors' threshold variant of SeMi
     Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_KEYS, SEMI_PER_DATASET),

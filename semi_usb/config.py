@@ -100,7 +100,7 @@ BASE_KEYS = [
         "usb: USB's (cosine for base algorithms, constant for imbalanced ones on CIFAR/STL); cosine: USB's 7/16 "
         "cosine for every algorithm; constant: no schedule"),
     Key("num_strong_views", int, 1,
-        "strong views per unlabeled image: 1 (USB) or 2 (SeMi's and ACR's authors; fixmatch, acr, semi, cpe)"),
+        "strong views per unlabeled image: 1 (USB) or 2 (SeMi's, ACR's and CDMAD's authors; fixmatch, acr, semi, cpe, cdmad)"),
     # --- end protocol keys ---
     Key("semi_usb_bf16", str2bool, False,
         "bf16 autocast of the training step (losses and pseudo-labels stay in float32); USB's amp is fp16 + GradScaler"),
@@ -384,7 +384,7 @@ def finalize(args: argparse.Namespace) -> None:
 
 LR_SCHEDULES = ("usb", "cosine", "constant")
 # (algorithm, imb_algorithm) whose step uses a second strong view (docs/protocols.md, "Strong views").
-TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe")}
+TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe"), ("fixmatch", "cdmad")}
 
 
 def check_protocol_keys(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ def register() -> None:
 
     from . import nets
     from .imb_algorithms.acr import acr  # noqa: F401  (registers IMB_ALGORITHMS['acr'])
+    from .imb_algorithms.cdmad import cdmad  # noqa: F401  (registers IMB_ALGORITHMS['cdmad'])
     from .imb_algorithms.cpe import cpe  # noqa: F401  (registers IMB_ALGORITHMS['cpe'])
     from .imb_algorithms.semi import semi  # noqa: F401  (registers IMB_ALGORITHMS['semi'])
 

@@ -30,7 +30,9 @@ Left out, with the reason:
 * CPE's paper (AAAI 2024, Tables 2-3) could not be read where this table was built; ACR and
   CPE in USB's protocol come from CPE's released logs only (its CIFAR-10-LT runs; the fork
   has no CIFAR-100-LT or STL-10-LT logs);
-* SeMi's paper gives no per-setting numbers: no ``fixmatch+semi`` entry.
+* SeMi's paper gives no per-setting numbers: no ``fixmatch+semi`` entry;
+* CDMAD's paper (CVPR 2024) tables could not be read where this table was built, and its
+  repository (``LeeHyuck/CDMAD``) holds no logs: no ``fixmatch+cdmad`` entry.
 """
 
 from __future__ import annotations

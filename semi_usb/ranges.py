@@ -86,6 +86,7 @@ RANGES: dict = {
     "semi_proto_T": POSITIVE, "semi_warmup_iter": COUNT, "semi_ulb_std_weight": WEIGHT,
     "cpe_tau1": WEIGHT, "cpe_tau2": WEIGHT, "cpe_tau3": WEIGHT, "cpe_cut1": COUNT, "cpe_cut2": COUNT,
     "cpe_est_epoch": COUNT, "cpe_prior_momentum": PROB,
+    "cdmad_debias_start_iter": COUNT, "cdmad_fill": Range(), "cdmad_p_cutoff": PROB,
 }
 
 

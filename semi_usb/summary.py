@@ -15,7 +15,8 @@ from .naming import method_label, setting_name
 
 # The classifier head each imbalanced algorithm is evaluated with (name, output key).
 EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal"),
-              "cpe": ("expert2", "logits_2")}
+              "cpe": ("expert2", "logits_2"),
+              "cdmad": ("debiased", "logits_debiased")}
 
 
 def versions() -> dict:

@@ -20,10 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "config" / "generate.py"
 TREE = ROOT / "config" / "classic_cv_imb"
 
-METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_cpe", "fixmatch_semi"]
+METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_cpe", "fixmatch_cdmad",
+           "fixmatch_semi"]
 SEMI_PC07 = "fixmatch_semi_pc0.7"
 IMB_OF = {"fixmatch": None, "fixmatch_daso": "daso", "fixmatch_abc": "abc",
-          "fixmatch_acr": "acr", "fixmatch_cpe": "cpe", "fixmatch_semi": "semi", SEMI_PC07: "semi"}
+          "fixmatch_acr": "acr", "fixmatch_cpe": "cpe", "fixmatch_cdmad": "cdmad",
+          "fixmatch_semi": "semi", SEMI_PC07: "semi"}
 SEEDS = [0, 1, 2]
 SEMI_SWITCHES = ["semi_use_bank", "semi_use_plce", "semi_use_oheml", "semi_use_ealign"]
 
@@ -300,6 +302,10 @@ def test_spot_values():
     assert (_cfg("fixmatch_cpe", c10)["cpe_cut1"], _cfg("fixmatch_cpe", c10)["cpe_cut2"]) == (2, 4)
     assert (_cfg("fixmatch_cpe", c100)["cpe_cut1"], _cfg("fixmatch_cpe", c100)["cpe_cut2"]) == (35, 70)
     assert (_cfg("fixmatch_cpe", stl)["cpe_tau2"], _cfg("fixmatch_cpe", stl)["net"]) == (2.0, "wrn_28_2")
+
+    # CDMAD: the authors' soft, unthresholded pseudo-labels, debiased from iteration 50,500
+    cfg = _cfg("fixmatch_cdmad", c100)
+    assert (cfg["cdmad_p_cutoff"], cfg["cdmad_hard_label"], cfg["cdmad_debias_start_iter"]) == (0.0, False, 50500)
 
     # DASO's distribution temperature, ABC's keys
     assert _cfg("fixmatch_daso", c10)["daso_T_dist"] == 1.5

@@ -110,7 +110,8 @@ def released_cpe_loss(net, p_hat_lb, taus, cut1, cut2, p_cutoff, lambda_u, x_lb,
         outputs["logitsH" + suffix] = all_logits[:c, :]
         outputs["logitsM" + suffix] = all_logits[c:c * 2, :]
         outputs["logitsT" + suffix] = all_logits[c * 2:, :]
-        outputs["logits" + ("" if not suffix else "_" + suffix)] = (all_logits[:c] + all_logits[c:2 * c] + all_logits[2 * c:]) / 3
+        mean = (all_logits[:c] + all_logits[c:2 * c] + all_logits[2 * c:]) / 3
+        outputs["logits" + ("" if not suffix else "_" + suffix)] = mean
     # cpe.py 192-256, one block per head
     total_loss, logs = 0, {}
     for k, (key, suffix) in enumerate((("logits", ""), ("logits_2", "2"), ("logits_3", "3"))):
@@ -220,9 +221,10 @@ def test_priors_identical_across_ranks(tmp_path):
 
 
 # --------------------------------------------------------------------------- real runs
-def test_cpe_trains_the_quick_start(tmp_path):
+def test_cpe_trains_the_quick_start(tmp_path, capsys):
     """``semilearn train --algorithm cpe --config config/quickstart/digits_lt.yaml`` (few
-    iterations): a summary from expert 2 of the EMA model, the logged per-expert terms."""
+    iterations): a summary from expert 2 of the EMA model, which ``semilearn eval`` of the
+    checkpoint reproduces, and the logged per-expert terms."""
     assert main(["train", "--algorithm", "cpe"] + digits_flags(tmp_path, iters=8, num_log_iter=4,
                                                                 cpe_est_epoch=0, p_cutoff=0.3)) == 0
     run = only_run(tmp_path)
@@ -231,6 +233,11 @@ def test_cpe_trains_the_quick_start(tmp_path):
     log = open(os.path.join(run, "log.txt"), encoding="utf-8").read()
     for key in ("train/sup_loss3", "train/unsup_loss1", "train/util_ratio2", "train/u_py3/9", "train/au_py1/0"):
         assert key in log, key
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", os.path.join(run, "latest_model.pth")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["head"] == "expert2"
+    assert evaluated["final"]["confusion_matrix"] == s["final"]["confusion_matrix"]
 
 
 def test_cpe_resumes_bitwise_after_a_kill(tmp_path, digits_yaml):  # noqa: F811

@@ -17,7 +17,7 @@ METHOD = REPO / "docs" / "method.md"
 
 # The headings that code docstrings cite.
 CITED_SECTIONS = ["ACR", "SeMi: memory bank", "SeMi: PLCE", "SeMi: OHEML", "SeMi: Embedding Align",
-                  "SeMi: total loss and warm-up", "State saved in checkpoints", "CPE"]
+                  "SeMi: total loss and warm-up", "State saved in checkpoints", "CPE", "CDMAD"]
 CHECKPOINT_SECTION = "State saved in checkpoints"
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")

@@ -28,7 +28,8 @@ def expert_pseudo_labels(logits_w: Tensor, threshold: float) -> tuple[Tensor, Te
 def branch_weights(pseudo_label: Tensor, mask: Tensor, cut1: int, cut2: int) -> Tensor:
     """``(3, N)``: ``mask``, ``mask * [y >= cut1]``, ``mask * [y >= cut2]`` for the head,
     medium and tail branches."""
-    return torch.stack([mask, mask * (pseudo_label >= cut1).to(mask.dtype), mask * (pseudo_label >= cut2).to(mask.dtype)])
+    medium, tail = (pseudo_label >= cut1).to(mask.dtype), (pseudo_label >= cut2).to(mask.dtype)
+    return torch.stack([mask, mask * medium, mask * tail])
 
 
 def routed_unsup_loss(branch_logits_s: Tensor, pseudo_label: Tensor, weights: Tensor) -> Tensor:
