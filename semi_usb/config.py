@@ -384,7 +384,8 @@ def finalize(args: argparse.Namespace) -> None:
 
 LR_SCHEDULES = ("usb", "cosine", "constant")
 # (algorithm, imb_algorithm) whose step uses a second strong view (docs/protocols.md, "Strong views").
-TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe"), ("fixmatch", "cdmad")}
+TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe"),
+                    ("fixmatch", "cdmad")}
 
 
 def check_protocol_keys(args: argparse.Namespace) -> None:
