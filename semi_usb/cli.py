@@ -87,7 +87,7 @@ def _train(ns, extra: list) -> int:
     if not ns.method and not ns.config:
         raise UsageError("train needs --algorithm NAME or --config FILE")
     args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
-    from .run_folder import SUMMARY, run_dir
+    from .layout import run_dir, summary_path
     from .preempt import Preempted
     from .runner import train
 
@@ -100,7 +100,7 @@ def _train(ns, extra: list) -> int:
         f = summary["final"]
         print(f"{summary['method']} on {summary['setting']} (seed {summary['seed']}), {summary['iterations_done']} iterations: "
               f"top-1 {100 * f['top1']:.2f}%  balanced {100 * f['balanced_acc']:.2f}%  "
-              f"(EMA model, {summary['head']} head) -> {os.path.join(run_dir(args), SUMMARY)}")
+              f"(EMA model, {summary['head']} head) -> {summary_path(run_dir(args))}")
     return 0
 
 
@@ -109,7 +109,7 @@ def _eval(ns) -> int:
     from .config import build_args
     from .errors import CheckpointError
     from .evaluation import evaluate_checkpoint
-    from .run_folder import config_path
+    from .layout import config_path, eval_output_path
 
     if not os.path.isfile(ns.checkpoint):
         raise CheckpointError(f"checkpoint not found: {ns.checkpoint}")
@@ -118,8 +118,7 @@ def _eval(ns) -> int:
         raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
     args = build_args(None, config, {"resume": False, "verbose": ns.verbose}, warn=lambda m: print(m, file=sys.stderr))
     summary = evaluate_checkpoint(args, ns.checkpoint)
-    out = ns.out or os.path.join(os.path.dirname(ns.checkpoint),
-                                 "eval_" + os.path.splitext(os.path.basename(ns.checkpoint))[0] + ".json")
+    out = ns.out or eval_output_path(ns.checkpoint)
     try:
         atomic_json_dump(summary, out)
     except OSError as exc:

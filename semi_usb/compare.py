@@ -23,59 +23,8 @@ import sys
 import threading
 import time
 
-from . import run_folder
-from .run_status import lock_held
-from .naming import method_folder, parse_setting
-
-
-def method_dir(algorithm: str) -> str:
-    """USB's folder naming: fixmatch, fixmatch_daso, flexmatch, ... (the base as ``train`` picks it)."""
-    from .config import split_method
-
-    return method_folder(*split_method(algorithm))
-
-
-def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,
-         save_dir: str, overrides: list) -> list:
-    """One run per (algorithm, seed): its name, folder, and the method, config file and
-    flags of its ``semilearn train`` command."""
-    from .config import ConfigError
-    from .datasets import NUM_CLASSES
-
-    runs = []
-    keys = parse_setting(setting)
-    for alg in algorithms:
-        mdir = method_dir(alg)
-        for seed in seeds:
-            name = f"{mdir}_{setting}_{seed}"
-            protocol = os.path.join(config_dir, mdir, f"{name}.yaml")
-            if os.path.isfile(protocol) and not base_config:
-                config, flags = protocol, []
-            elif base_config:
-                # an image-folder setting is named after its folder: the base file names the data
-                known = keys["dataset"] in NUM_CLASSES
-                config, flags = base_config, [f"--{k}={v}" for k, v in keys.items() if known or k != "dataset"]
-            else:
-                raise ConfigError(f"no protocol config {protocol} and no --config base file for setting {setting}")
-            run = os.path.join(save_dir, name)
-            # USB's protocol files name their own load_path: point it at this run's folder
-            flags += [f"--seed={seed}", f"--save_name={name}", f"--save_dir={save_dir}", "--resume=True",
-                      f"--load_path={run_folder.checkpoint_path(run)}"] + overrides
-            runs.append({"name": name, "dir": run, "algorithm": alg, "config": config, "flags": flags})
-    return runs
-
-
-def check_existing(runs: list) -> None:
-    """Every run's configuration is built (and so validated: unknown keys, types, ranges)
-    before the first one starts; one-line error when one is bad, or when a run folder
-    that already exists holds another configuration (a finished run would otherwise count
-    as done with, say, the old budget; an unfinished one would fail when its turn comes)."""
-    from .config import build_args, parse_flags
-
-    for r in runs:
-        args = build_args(r["algorithm"], r["config"], parse_flags(r["flags"]), warn=lambda m: None)
-        if os.path.isfile(run_folder.config_path(r["dir"])):
-            run_folder.check_same_experiment(args, r["dir"])
+from .grid import axes, check_existing, check_overrides, plan_grid
+from .layout import console_log_path, has_checkpoint, is_finished, lock_held, logs_dir
 
 
 def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
@@ -83,7 +32,7 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     os.makedirs(log_dir, exist_ok=True)
-    log = open(os.path.join(log_dir, run["name"] + ".log"), "a", encoding="utf-8")
+    log = open(console_log_path(log_dir, run["name"]), "a", encoding="utf-8")
     argv = ["train", "--algorithm", run["algorithm"], "--config", run["config"]] + run["flags"]
     return subprocess.Popen([sys.executable, "-m", "semi_usb.cli"] + argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -91,7 +40,7 @@ def _launch(run: dict, gpu: int | None, log_dir: str) -> subprocess.Popen:
 def run_all(runs: list, jobs: int = 1, log_dir: str = "compare_logs", echo=print) -> int:
     """Run what is not finished; returns the number of failed runs. Stopped (Ctrl-C,
     SIGTERM), it stops the runs it started, which the same command then resumes."""
-    pending = [r for r in runs if not run_folder.is_finished(r["dir"])]
+    pending = [r for r in runs if not is_finished(r["dir"])]
     for r in runs:
         if r not in pending:
             echo(f"skip {r['name']} (finished)")
@@ -122,7 +71,7 @@ def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: st
         deferred = []
         while pending and len(active) < max(jobs, 1):
             run = pending.pop(0)
-            if run_folder.is_finished(run["dir"]):  # by another process meanwhile
+            if is_finished(run["dir"]):  # by another process meanwhile
                 echo(f"skip {run['name']} (finished meanwhile)")
                 continue
             if lock_held(run["dir"]):
@@ -133,7 +82,7 @@ def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: st
                 continue
             free = [g for g in gpus if g not in {a[1] for a in active.values()}]
             gpu = free[0] if free else None
-            state = "resume" if run_folder.state_of(run["dir"]) == run_folder.RESUME else "start"
+            state = "resume" if has_checkpoint(run["dir"]) else "start"
             echo(f"{state} {run['name']}" + (f" on GPU {gpu}" if gpu is not None else ""))
             active[run["name"]] = (_launch(run, gpu, log_dir), gpu, time.time(), run)
         pending.extend(deferred)
@@ -149,7 +98,7 @@ def _run_pending(pending: list, active: dict, jobs: int, gpus: list, log_dir: st
             ok = proc.returncode == 0
             failed += not ok
             echo(f"{'done' if ok else 'FAILED'} {name} ({time.time() - t0:.0f} s)"
-                 + ("" if ok else f": see {os.path.join(log_dir, name + '.log')}"))
+                 + ("" if ok else f": see {console_log_path(log_dir, name)}"))
     return failed
 
 
@@ -202,26 +151,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main, takes_extra=True)
 
 
-#: Keys compare sets for each run itself; given as an override they would make every run the same.
-PER_RUN_KEYS = {"seed": "--seeds", "save_name": "--save_dir", "load_path": "--save_dir", "resume": None}
-
-
-def check_overrides(extra: list) -> None:
-    """One-line error for an override of a key that compare sets per run (``--seed 3``
-    would give every run seed 3 under the names of seeds 0, 1, 2)."""
-    from .config import ConfigError
-
-    for item in extra:
-        key = item[2:].split("=", 1)[0] if item.startswith("--") else None
-        if key in PER_RUN_KEYS:
-            use = PER_RUN_KEYS[key]
-            raise ConfigError(f"--{key} is set by compare for each run" + (f": use {use}" if use else
-                              " (finished runs are skipped, interrupted ones resume)"))
-
-
 def main(ns, extra: list | None = None) -> int:
-    from .grid import axes, plan_grid
-
     check_overrides(list(extra or []))
     algorithms, settings, seeds, config_dir = axes(ns.grid, ns.algorithms, ns.setting, ns.seeds, ns.config_dir)
     runs = plan_grid(algorithms, settings, seeds, config_dir, ns.config, ns.save_dir, list(extra or []))
@@ -234,7 +164,7 @@ def main(ns, extra: list | None = None) -> int:
         from .launchers import slurm
 
         return slurm.main(runs, ns)
-    failed = run_all(runs, ns.jobs, os.path.join(ns.save_dir, "logs"))
+    failed = run_all(runs, ns.jobs, logs_dir(ns.save_dir))
     print(f"{len(runs) - failed}/{len(runs)} runs finished; report with: semilearn report {ns.save_dir} "
           "--out results/<name>/")
     return 1 if failed else 0

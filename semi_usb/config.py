@@ -56,21 +56,25 @@ class Key:
     type: Callable
     default: Any
     help: str = ""
+    #: says where and how a run executes, not what it computes: may differ when a run is
+    #: resumed (another machine, more loader workers, the DDP rendezvous of the new launch)
+    runtime: bool = False
 
 
 # USB's own arguments (train.py / semilearn.lighting.get_config), plus the plugin's runner keys.
 BASE_KEYS = [
-    Key("save_dir", str, "./saved_models", "folder of runs"),
-    Key("save_name", optional(str), None, "run name (default: <method>_<dataset>_<seed>)"),
-    Key("resume", str2bool, False, "resume save_dir/save_name from load_path (default: its latest_model.pth)"),
-    Key("load_path", optional(str), None, "checkpoint to resume from"),
-    Key("overwrite", str2bool, True, "accepted for USB configs; semi_usb never deletes a run"),
-    Key("use_tensorboard", str2bool, True, "write TensorBoard logs under save_dir/save_name/tensorboard"),
-    Key("use_wandb", str2bool, False), Key("use_aim", str2bool, False),
+    Key("save_dir", str, "./saved_models", "folder of runs", runtime=True),
+    Key("save_name", optional(str), None, "run name (default: <method>_<dataset>_<seed>)", runtime=True),
+    Key("resume", str2bool, False, "resume save_dir/save_name from load_path (default: its latest_model.pth)",
+        runtime=True),
+    Key("load_path", optional(str), None, "checkpoint to resume from", runtime=True),
+    Key("overwrite", str2bool, True, "accepted for USB configs; semi_usb never deletes a run", runtime=True),
+    Key("use_tensorboard", str2bool, True, "write TensorBoard logs under save_dir/save_name/tensorboard", runtime=True),
+    Key("use_wandb", str2bool, False, runtime=True), Key("use_aim", str2bool, False, runtime=True),
     Key("epoch", int, 1), Key("num_train_iter", int, 20), Key("num_warmup_iter", int, 0),
-    Key("num_eval_iter", int, 10), Key("num_log_iter", int, 5),
+    Key("num_eval_iter", int, 10), Key("num_log_iter", int, 5, runtime=True),
     Key("num_labels", int, 400, "labeled images (of the head class when lb_imb_ratio != 1)"),
-    Key("batch_size", int, 8), Key("uratio", int, 1), Key("eval_batch_size", int, 16),
+    Key("batch_size", int, 8), Key("uratio", int, 1), Key("eval_batch_size", int, 16, runtime=True),
     Key("ema_m", float, 0.999), Key("ulb_loss_ratio", float, 1.0),
     Key("optim", str, "SGD"), Key("lr", float, 0.03), Key("momentum", float, 0.9),
     Key("weight_decay", float, 5e-4), Key("layer_decay", float, 1.0),
@@ -79,8 +83,8 @@ BASE_KEYS = [
     Key("algorithm", str, "fixmatch", "base SSL algorithm"),
     Key("imb_algorithm", optional(str), None, "imbalanced algorithm on top of the base"),
     Key("use_cat", str2bool, True), Key("amp", str2bool, False), Key("clip_grad", float, 0.0),
-    Key("data_dir", str, "./data"), Key("dataset", str, "cifar10"), Key("num_classes", int, 10),
-    Key("train_sampler", str, "RandomSampler"), Key("num_workers", int, 1),
+    Key("data_dir", str, "./data", runtime=True), Key("dataset", str, "cifar10"), Key("num_classes", int, 10),
+    Key("train_sampler", str, "RandomSampler"), Key("num_workers", int, 1, runtime=True),
     Key("include_lb_to_ulb", str2bool, True),
     Key("lb_imb_ratio", number, 1, "gamma_l"), Key("ulb_imb_ratio", number, 1, "gamma_u (negative: reversed)"),
     Key("ulb_num_labels", optional(int), None, "M1: unlabeled images of the head class"),
@@ -89,10 +93,11 @@ BASE_KEYS = [
         "(SimPro's: the same counts, largest in the middle classes or at both ends)"),
     Key("img_size", int, 32), Key("crop_ratio", float, 0.875),
     Key("max_length", int, 512), Key("max_length_seconds", float, 4.0), Key("sample_rate", int, 16000),
-    Key("world_size", int, 1), Key("rank", int, 0), Key("dist_url", str, "tcp://127.0.0.1:11111"),
-    Key("dist_backend", str, "nccl"), Key("seed", int, 1),
-    Key("gpu", optional(int), None, "GPU id; None: all GPUs (DDP when multiprocessing_distributed)"),
-    Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)"),
+    Key("world_size", int, 1, runtime=True), Key("rank", int, 0, runtime=True),
+    Key("dist_url", str, "tcp://127.0.0.1:11111", runtime=True),
+    Key("dist_backend", str, "nccl", runtime=True), Key("seed", int, 1),
+    Key("gpu", optional(int), None, "GPU id; None: all GPUs (DDP when multiprocessing_distributed)", runtime=True),
+    Key("multiprocessing_distributed", str2bool, False, "one DDP process per GPU (ignored without CUDA)", runtime=True),
     Key("data_pipeline", str, "usb",
         "usb: USB's loaders (PIL augmentation in workers); gpu: images held and augmented on the training device"),
     # --- protocol keys (docs/protocols.md, "Learning-rate schedule", "Strong views") ---
@@ -107,11 +112,15 @@ BASE_KEYS = [
     Key("semi_usb_channels_last", str2bool, False, "channels_last memory format for the model (faster convolutions on GPUs)"),
     Key("semi_usb_num_threads", int, 0,
         "CPU threads of torch; 0: the cores left after the data-loading workers (OpenMP threads that compete "
-        "with workers for the same cores run several times slower)"),
-    Key("verbose", str2bool, False, "USB's log lines on the console too (they always go to log.txt)"),  # issue 20
+        "with workers for the same cores run several times slower)", runtime=True),
+    Key("verbose", str2bool, False, "USB's log lines on the console too (they always go to log.txt)", runtime=True),
     Key("semi_usb_nonfinite_patience", int, 20,
-        "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check"),
+        "non-finite loss/gradient steps in a row before training stops (skipped steps are counted); 0 disables the check",
+        runtime=True),
 ]
+
+#: The keys a resumed run may change (:attr:`Key.runtime`).
+RUNTIME_KEYS = frozenset(k.name for k in BASE_KEYS if k.runtime)
 
 # Keys that USB's published configs carry but that no code reads; accepted with a warning.
 USB_NOOP_KEYS = {"clip": "USB ignores it (the real key is clip_grad)", "c": "config path of USB's train.py"}
@@ -304,7 +313,7 @@ def follow_command_line(values: dict, file_values: dict, flags: dict, file_metho
       ``num_train_iter``, and no ``--epoch``: ``num_train_iter / num_eval_iter`` when that
       divides, else 1 (one epoch of ``num_train_iter`` iterations).
     """
-    from .run_folder import checkpoint_path
+    from .layout import checkpoint_path
 
     method = method_folder(values["algorithm"], values["imb_algorithm"])
     file_name = file_values.get("save_name")
@@ -354,7 +363,7 @@ def finalize(args: argparse.Namespace) -> None:
     run folder inside save_dir (:mod:`semi_usb.ranges`), then what needs several keys at once."""
     from .datasets import NUM_CLASSES
     from .ranges import check_save_name, validate_ranges
-    from .run_folder import checkpoint_path
+    from .layout import checkpoint_path
 
     if args.save_name is None:
         args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"

@@ -7,16 +7,15 @@ and the predictions of the head the method is evaluated with (:data:`semi_usb.su
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
 
 from .checkpoint import atomic_write
 from .compat import model_device
+from .layout import features_path
 from .summary import EVAL_HEADS
 
-FEATURES = "test_features.npz"
 MAX_POINTS = 2000
 
 
@@ -52,7 +51,7 @@ def save_test_features(alg, path: str, imb_algorithm: str | None, max_points: in
         alg.ema.restore()
         alg.model.train()
     keep = subsample(len(y), max_points)
-    target = os.path.join(path, FEATURES)
+    target = features_path(path)
     atomic_write(target, lambda f: np.savez(f, feat=feat[keep].astype(np.float16), labels=y[keep].astype(np.int64),
                                             preds=pred[keep].astype(np.int64), index=keep.astype(np.int64)))
     return target

@@ -11,6 +11,7 @@ import torch
 from semilearn.core.hooks import Hook, ParamUpdateHook
 
 from .checkpoint import append_line
+from .layout import history_path
 from .errors import NonFiniteError  # noqa: F401  (raised here, re-exported)
 
 
@@ -89,8 +90,7 @@ class EvalHistoryHook(Hook):
         row = {"it": algorithm.it + 1, "top1": result.top1, "balanced_acc": result.balanced_acc,
                "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc],
                "ece": result.ece}
-        path = os.path.join(algorithm.save_dir, algorithm.save_name, "eval_history.jsonl")
-        append_line(path, json.dumps(row))
+        append_line(history_path(os.path.join(algorithm.save_dir, algorithm.save_name)), json.dumps(row))
 
 
 class GuardedParamUpdateHook(ParamUpdateHook):

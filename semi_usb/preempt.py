@@ -19,6 +19,8 @@ import signal
 import torch
 from semilearn.core.hooks import Hook
 
+from .layout import CHECKPOINT
+
 #: exit status of a run stopped by a signal after saving its checkpoint
 PREEMPTED = 75
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -81,7 +83,7 @@ class StopHook(Hook):
             return
         path = os.path.join(algorithm.save_dir, algorithm.save_name)
         if not algorithm.distributed or algorithm.rank % algorithm.ngpus_per_node == 0:
-            algorithm.save_model("latest_model.pth", path)
+            algorithm.save_model(CHECKPOINT, path)
         name = signal.Signals(self.request.signum).name if self.request.signum else "a signal to another rank"
         raise Preempted(f"stopped by {name} after iteration {algorithm.it + 1}: checkpoint saved in {path}; "
                         "resume with --resume True")

@@ -1,8 +1,6 @@
-"""A run folder (``save_dir/save_name``) and its state, decided in one place.
+"""A run folder's state for a command, decided in one place.
 
-A run folder holds ``config.yaml`` (the effective configuration), ``versions.json``,
-``latest_model.pth`` (USB's checkpoint), ``eval_history.jsonl``, ``log.txt`` and, once the
-run is finished, ``summary.json`` (written atomically at the very end). Its state is one of
+The folder's files, paths and lock are :mod:`semi_usb.layout`'s. Its state is one of
 
 * ``finished``: it has ``summary.json``; resuming it returns that summary and touches nothing
   (USB would evaluate the last checkpoint again and rewrite it);
@@ -15,10 +13,9 @@ or it is **refused** with a one-line :class:`~semi_usb.errors.ConfigError` /
 :class:`~semi_usb.errors.CheckpointError`: another configuration in the folder, an existing
 run without ``--resume``, a missing or unreadable checkpoint. A run folder is never deleted
 (USB's ``train.py`` rmtree's an existing run). ``semilearn train`` (:func:`decide`),
-``semilearn compare`` (:func:`state_of`, :func:`check_same_experiment`) and ``semilearn eval``
-(:func:`config_path`) read the folder through this module; ``train`` claims it with
-:func:`claim` (create-or-find and lock in one step, then :func:`decide` under the lock).
-Nothing here imports torch at module level.
+``semilearn compare`` (:func:`check_same_experiment`) read the folder's configuration through
+this module; ``train`` claims it with :func:`claim` (create-or-find and lock in one step, then
+:func:`decide` under the lock). Nothing here imports torch at module level.
 """
 from __future__ import annotations
 
@@ -30,23 +27,12 @@ from typing import Any, Optional
 
 import yaml
 
+from .config import RUNTIME_KEYS, to_yaml_dict
 from .errors import CheckpointError, ConfigError
-
-SUMMARY = "summary.json"
-CHECKPOINT = "latest_model.pth"
-CONFIG = "config.yaml"
-HISTORY = "eval_history.jsonl"
+from .layout import (LOCK, HistoryLineError, checkpoint_path, config_path, history_path, is_finished, lock_path,
+                     read_history, run_dir, summary_path, take_lock, versions_path)
 
 NEW, RESUME, FINISHED = "new", "resume", "finished"
-
-# Keys that say where and how a run executes, not what it computes: they may differ when a
-# run is resumed (another machine, more loader workers, the DDP rendezvous of the new launch).
-RUNTIME_KEYS = frozenset({
-    "save_dir", "save_name", "load_path", "resume", "overwrite", "use_tensorboard", "use_wandb", "use_aim",
-    "num_log_iter", "eval_batch_size", "data_dir", "num_workers", "gpu", "rank", "world_size", "dist_url",
-    "dist_backend", "multiprocessing_distributed", "semi_usb_num_threads", "semi_usb_nonfinite_patience",
-    "verbose",  # issue 20: console output only
-})
 
 
 @dataclass(frozen=True)
@@ -58,37 +44,9 @@ class RunFolder:
     summary: Optional[dict] = None
 
 
-def run_dir(args: Any) -> str:
-    """``save_dir/save_name``."""
-    return os.path.join(args.save_dir, args.save_name)
-
-
-def checkpoint_path(path: str) -> str:
-    """The checkpoint USB writes in (and semi_usb resumes from) the run folder ``path``."""
-    return os.path.join(path, CHECKPOINT)
-
-
-def config_path(path: str) -> str:
-    """The run's saved configuration in the folder ``path``."""
-    return os.path.join(path, CONFIG)
-
-
-def is_finished(path: str) -> bool:
-    """A run is finished once it has its summary (written atomically, at the very end)."""
-    return os.path.isfile(os.path.join(path, SUMMARY))
-
-
-def state_of(path: str) -> str:
-    """The state of the run folder ``path`` from its files alone, for a run that resumes from
-    its own checkpoint (``compare``'s runs): FINISHED, RESUME or NEW."""
-    if is_finished(path):
-        return FINISHED
-    return RESUME if os.path.isfile(checkpoint_path(path)) else NEW
-
-
 def read_summary(path: str) -> dict | None:
     """The summary of a finished run (its ``summary.json``), or None if it has none yet."""
-    summary = os.path.join(path, SUMMARY)
+    summary = summary_path(path)
     if not os.path.isfile(summary):
         return None
     try:
@@ -120,8 +78,6 @@ def saved_config(path: str) -> dict:
 def experiment_changes(args: Any, path: str) -> list:
     """``key=saved (now new)`` for each key, runtime keys aside, whose value differs from the
     ``config.yaml`` of the run in ``path`` (which must exist and be readable)."""
-    from .config import to_yaml_dict
-
     saved = saved_config(path)
     now = yaml.safe_load(yaml.safe_dump(to_yaml_dict(args)))  # the same types as the saved file
     return [f"{k}={saved[k]!r} (now {now[k]!r})" for k in sorted(now)
@@ -165,7 +121,7 @@ def decide(args: Any) -> RunFolder:
     if os.path.isdir(path) and run_files(path):
         if args.resume and has_ckpt:
             check_same_experiment(args, path)
-            read_history(path)  # an unreadable row fails here, before anything is written
+            resume_history(path)  # an unreadable row fails here, before anything is written
             return RunFolder(path, RESUME)
         if is_finished(path) and not args.resume:
             raise ConfigError(f"run {path} already exists and is finished: choose another save_name or save_dir")
@@ -181,15 +137,11 @@ def write_run_files(args: Any) -> None:
     each written atomically (temporary file, fsync, rename): a kill leaves the old file or
     the new one, never a partial one that a resume would trust."""
     from .checkpoint import atomic_json_dump, atomic_write
-    from .config import to_yaml_dict
     from .summary import hardware, versions
 
     path = run_dir(args)
     atomic_write(config_path(path), lambda f: yaml.safe_dump(to_yaml_dict(args), f, sort_keys=True), mode="w")
-    atomic_json_dump({"versions": versions(), "hardware": hardware()}, os.path.join(path, "versions.json"))
-
-
-LOCK = ".lock"
+    atomic_json_dump({"versions": versions(), "hardware": hardware()}, versions_path(path))
 
 
 def _make_dirs(path: str) -> list:
@@ -208,39 +160,6 @@ def _make_dirs(path: str) -> list:
             pass
     os.mkdir(path)  # the claim: exactly one process creates the run folder
     return created + [path]
-
-
-def _lock_file(path: str):
-    """Open ``path/.lock`` and take ``flock`` on it without waiting; returns (file, created)
-    or raises ConfigError when another process holds it. Retries when the file it locked
-    was removed meanwhile (by a process that created the folder and then failed)."""
-    import fcntl
-
-    lock = os.path.join(path, LOCK)
-    for _ in range(20):
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            created = True
-        except FileExistsError:
-            try:
-                fd, created = os.open(lock, os.O_RDWR), False
-            except FileNotFoundError:
-                continue  # removed between the two opens
-        f = os.fdopen(fd, "r+", encoding="utf-8")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise ConfigError(f"run {path} is in use by another process: wait for it to end, "
-                              "or choose another save_name") from None
-        try:
-            same = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return f, created
-        f.close()  # we locked a file that is no longer the run's lock: take the new one
-    raise ConfigError(f"run {path}: could not take its lock ({lock}): retry")
 
 
 def _claim_dirs(path: str) -> list:
@@ -276,7 +195,7 @@ def claim(args: Any):
     path = run_dir(args)
     created = _claim_dirs(path)
     try:
-        lock, made_lock = _lock_file(path)
+        lock, made_lock = take_lock(path)
     except BaseException:
         _remove_empty(created)
         raise
@@ -293,7 +212,7 @@ def claim(args: Any):
     finally:
         if not keep and made_lock:
             with contextlib.suppress(OSError):
-                os.remove(os.path.join(path, LOCK))
+                os.remove(lock_path(path))
         lock.close()
         _remove_empty(created)
 
@@ -312,28 +231,15 @@ def run_files(path: str) -> list:
     return [n for n in os.listdir(path) if n != LOCK and not (n.startswith(".") and n.endswith(TEMP_SUFFIX))]
 
 
-def read_history(path: str) -> list:
-    """The rows of the run's ``eval_history.jsonl``. Rows are appended one line at a time,
-    so a kill can leave a torn last line: it is dropped (the evaluation is redone after the
-    resume). An unreadable row before the last is a one-line error."""
-    hist = os.path.join(path, HISTORY)
-    if not os.path.isfile(hist):
-        return []
-    with open(hist, encoding="utf-8", errors="replace") as f:
-        lines = [line for line in f.read().split("\n") if line.strip()]
-    rows = []
-    for n, line in enumerate(lines):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("it"), int):
-                raise ValueError("no iteration")
-            rows.append(row)
-        except ValueError:
-            if n == len(lines) - 1:
-                break  # torn by a kill while it was appended
-            raise CheckpointError(f"{hist} line {n + 1} is not an evaluation row: move the file away "
-                                  "to resume without the run's evaluation history") from None
-    return rows
+def resume_history(path: str) -> list:
+    """The run's evaluation rows for a resume: a torn last line (a kill while it was
+    appended) is dropped, the evaluation is redone after the resume; an unreadable row
+    before the last is a one-line error."""
+    try:
+        return read_history(path, strict=False)
+    except HistoryLineError as exc:
+        raise CheckpointError(f"{exc.path} line {exc.lineno} is not an evaluation row: move the file away "
+                              "to resume without the run's evaluation history") from None
 
 
 def trim_history(path: str, it: int) -> None:
@@ -342,8 +248,8 @@ def trim_history(path: str, it: int) -> None:
     during it leaves the old history or the new one, never a shorter one."""
     from .checkpoint import atomic_write
 
-    hist = os.path.join(path, HISTORY)
+    hist = history_path(path)
     if not os.path.isfile(hist):
         return
-    rows = [json.dumps(r) + "\n" for r in read_history(path) if r["it"] <= it]
+    rows = [json.dumps(r) + "\n" for r in resume_history(path) if r["it"] <= it]
     atomic_write(hist, lambda f: f.writelines(rows), mode="w")

@@ -16,6 +16,7 @@ import threading
 from typing import Iterator
 
 from .errors import WriteError
+from .layout import log_path, tensorboard_path
 
 LOG_FORMAT = "[%(asctime)s %(levelname)s] %(message)s"  # USB's get_logger format
 
@@ -48,7 +49,7 @@ def run_logger(name: str, path: str | None, level: str, verbose: bool = False) -
     handlers = []
     if path is not None:
         os.makedirs(path, exist_ok=True)
-        handlers.append(_RunLogFile(os.path.join(path, "log.txt")))
+        handlers.append(_RunLogFile(log_path(path)))
     if verbose:
         console = logging.StreamHandler(sys.stderr)
         console.semi_usb_console = True
@@ -100,7 +101,7 @@ class TensorBoardLog:
     def __init__(self, path: str):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb_dir = os.path.join(path, "tensorboard")
+        self.tb_dir = tensorboard_path(path)
         with self._one_line():
             self.writer = SummaryWriter(self.tb_dir)
 

@@ -10,9 +10,11 @@ No accounting database (``sacct``) is needed.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Mapping, NamedTuple
+
+from .layout import (HistoryLineError, checkpoint_path, console_log_path, is_finished, lock_held, logs_dir,
+                     read_history)
 
 STATES = ("finished", "running", "pending", "failed", "not started")
 
@@ -26,23 +28,7 @@ class RunStatus(NamedTuple):
     log_tail: list
 
 
-def lock_held(run_dir: str) -> bool:
-    """Whether a process holds the run's lock (``semilearn train`` while it writes the folder)."""
-    path = os.path.join(run_dir, ".lock")
-    if not os.path.isfile(path):
-        return False
-    import fcntl
-
-    with open(path, "a", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
-def state_of(finished: bool, job_state: str | None, locked: bool, started: bool) -> str:
+def status_of(finished: bool, job_state: str | None, locked: bool, started: bool) -> str:
     """One of :data:`STATES` from what the folder and the scheduler say (``job_state``:
     squeue's state of the run's job, None when it is not in the queue)."""
     from .launchers.slurm import PENDING_STATES
@@ -58,7 +44,7 @@ def state_of(finished: bool, job_state: str | None, locked: bool, started: bool)
 
 def saved_iteration(run_dir: str) -> int | None:
     """Completed iterations in ``latest_model.pth`` (None without one, or unreadable)."""
-    path = os.path.join(run_dir, "latest_model.pth")
+    path = checkpoint_path(run_dir)
     if not os.path.isfile(path):
         return None
     import torch
@@ -71,15 +57,13 @@ def saved_iteration(run_dir: str) -> int | None:
 
 
 def last_evaluation(run_dir: str) -> tuple | None:
-    """(it, top1) of the last line of ``eval_history.jsonl``."""
-    path = os.path.join(run_dir, "eval_history.jsonl")
+    """(it, top1) of the last row of ``eval_history.jsonl`` (None without one, or unreadable;
+    a torn last line, a row being appended, is passed over)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            rows = [line for line in f if line.strip()]
-        row = json.loads(rows[-1]) if rows else None
-    except (OSError, ValueError):
+        rows = read_history(run_dir, strict=False, need=("it", "top1"))
+    except (OSError, HistoryLineError):
         return None
-    return (int(row["it"]), float(row["top1"])) if row else None
+    return (int(rows[-1]["it"]), float(rows[-1]["top1"])) if rows else None
 
 
 def collect(runs: list, save_dir: str, jobs: Mapping[str, str], queue: Mapping[str, tuple]) -> list:
@@ -91,9 +75,9 @@ def collect(runs: list, save_dir: str, jobs: Mapping[str, str], queue: Mapping[s
         job = jobs.get(r["name"])
         job_state = queue[job][0] if job in queue else None
         started = os.path.isdir(r["dir"]) or job is not None
-        state = state_of(os.path.isfile(os.path.join(r["dir"], "summary.json")), job_state,
-                         lock_held(r["dir"]) if os.path.isdir(r["dir"]) else False, started)
-        log = tail(os.path.join(save_dir, "logs", r["name"] + ".log"), 5) if state == "failed" else []
+        state = status_of(is_finished(r["dir"]), job_state, lock_held(r["dir"]) if os.path.isdir(r["dir"]) else False,
+                          started)
+        log = tail(console_log_path(logs_dir(save_dir), r["name"]), 5) if state == "failed" else []
         out.append(RunStatus(r["name"], state, job, saved_iteration(r["dir"]), last_evaluation(r["dir"]), log))
     return out
 

@@ -30,8 +30,8 @@ from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
 from .run_log import run_logger, tensorboard_log, usb_prints
-from .run_folder import (FINISHED, RESUME, SUMMARY, RunFolder, claim, decide, read_summary, trim_history,
-                         write_run_files)
+from .layout import summary_path
+from .run_folder import FINISHED, RESUME, RunFolder, claim, decide, read_summary, trim_history, write_run_files
 from .summary import make_summary
 
 
@@ -241,10 +241,10 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
     summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
     save_test_features(alg, path, args.imb_algorithm)  # before summary.json: a finished run has them (issue 20)
-    atomic_json_dump(summary, os.path.join(path, SUMMARY))
+    atomic_json_dump(summary, summary_path(path))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "
-                f"balanced {100 * final['balanced_acc']:.2f}%; summary: {os.path.join(path, SUMMARY)}")
+                f"balanced {100 * final['balanced_acc']:.2f}%; summary: {summary_path(path)}")
     return summary
 
 

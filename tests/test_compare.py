@@ -156,7 +156,7 @@ def test_run_taken_by_another_process_just_before_launch_waits_too(tmp_path, mon
     """The other process takes the lock between compare's look and its launch: the refused
     launch (exit 2, the lock held) is not a failure; the run goes back to wait."""
     import semi_usb.compare as compare
-    from semi_usb.run_status import lock_held
+    from semi_usb.layout import lock_held
 
     b = _unlaunchable_run(tmp_path, "b")
     held = _hold(b["dir"])

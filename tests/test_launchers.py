@@ -9,12 +9,13 @@ import pytest
 
 from conftest import REPO
 from semi_usb.config import ConfigError
-from semi_usb.grid import GRIDS, axes, expand_save_dirs, plan_grid
+from semi_usb.grid import GRIDS, axes, plan_grid
+from semi_usb.layout import find_runs
 from semi_usb.launchers import slurm
 from semi_usb.published import PublishedEntry
 from semi_usb.report.leaderboard import Cell, format_cell, render, run_protocol
 from semi_usb.published import USB_TABLE_COLUMNS
-from semi_usb.run_status import collect, render as render_status, state_of
+from semi_usb.run_status import collect, render as render_status, status_of
 
 
 def test_parse_minutes_reads_slurm_time_formats():
@@ -67,7 +68,7 @@ def test_rendezvous_from_slurm_environment():
     assert slurm.rendezvous({"SLURM_JOB_NODELIST": "n1", "SLURM_JOB_ID": "5"}) == {}  # no GPU
     assert [slurm.first_host(n) for n in ("node3", "a[1-2]", "a[05,07]", "x1,x2")] == ["node3", "a1", "a05", "x1"]
     # the keys it sets may change on a resume (another node, another port)
-    from semi_usb.run_folder import RUNTIME_KEYS
+    from semi_usb.config import RUNTIME_KEYS
 
     assert set(slurm.rendezvous(env)) <= RUNTIME_KEYS
 
@@ -78,14 +79,14 @@ def test_parse_squeue():
                                         "13": ("REQUEUED", "BeginTime")}
 
 
-def test_state_of():
-    assert state_of(True, "RUNNING", True, True) == "finished"
-    assert state_of(False, "PENDING", False, True) == "pending"
-    assert state_of(False, "REQUEUED", False, True) == "pending"
-    assert state_of(False, "RUNNING", False, True) == "running"
-    assert state_of(False, None, True, True) == "running"  # the run lock: trained here (local launcher)
-    assert state_of(False, None, False, True) == "failed"
-    assert state_of(False, None, False, False) == "not started"
+def test_status_of():
+    assert status_of(True, "RUNNING", True, True) == "finished"
+    assert status_of(False, "PENDING", False, True) == "pending"
+    assert status_of(False, "REQUEUED", False, True) == "pending"
+    assert status_of(False, "RUNNING", False, True) == "running"
+    assert status_of(False, None, True, True) == "running"  # the run lock: trained here (local launcher)
+    assert status_of(False, None, False, True) == "failed"
+    assert status_of(False, None, False, False) == "not started"
 
 
 def test_status_of_folders_shows_failed_log_tail(tmp_path):
@@ -117,13 +118,13 @@ def test_named_grid_is_usb_classic_cv_imb_table():
         axes(None, "fixmatch", None, None, None)
 
 
-def test_expand_save_dirs(tmp_path):
+def test_find_runs(tmp_path):
     for n in ("a", "b"):
         (tmp_path / n).mkdir()
         (tmp_path / n / "summary.json").write_text("{}")
     (tmp_path / "logs").mkdir()
-    assert expand_save_dirs([str(tmp_path)]) == [str(tmp_path / "a"), str(tmp_path / "b")]
-    assert expand_save_dirs([str(tmp_path / "a")]) == [str(tmp_path / "a")]
+    assert find_runs([str(tmp_path)]) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert find_runs([str(tmp_path / "a")]) == [str(tmp_path / "a")]
 
 
 def test_leaderboard_cells_and_table():
@@ -189,7 +190,7 @@ def test_a_report_over_folders_of_runs_leaves_out_unfinished_ones(tmp_path, caps
     training = tmp_path / "all" / "main" / "fixmatch_1"
     training.mkdir(parents=True)
     (training / "config.yaml").write_text("seed: 1\n")
-    assert expand_save_dirs([str(tmp_path / "all")]) == [str(done), str(training)]
+    assert find_runs([str(tmp_path / "all")]) == [str(done), str(training)]
     assert main(["report", str(tmp_path / "all"), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
     err = capsys.readouterr().err
     assert f"note: left out 1 unfinished run(s) (no summary.json yet): {training}" in err

@@ -24,7 +24,7 @@ HEAVY = ("torch", "torchvision", "semilearn", "matplotlib", "numpy", "sklearn", 
 # what `semilearn --help` (cli.build_parser) and `semilearn report` import when they start
 LIGHT = ("semi_usb.cli", "semi_usb.compare", "semi_usb.report", "semi_usb.report.runs",
          "semi_usb.report.scores", "semi_usb.report.tables", "semi_usb.report.figures",
-         "semi_usb.errors", "semi_usb.naming", "semi_usb.published", "semi_usb.run_folder")
+         "semi_usb.errors", "semi_usb.naming", "semi_usb.published", "semi_usb.run_folder", "semi_usb.layout")
 
 
 def _source(module: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO
 from semi_usb.cli import main
-from semi_usb.compare import plan
+from semi_usb.grid import plan
 from semi_usb.launchers.slurm import queued, read_jobs
 from slurm_cluster import SlurmCluster, missing_binaries
 from run_helpers import assert_same_final_state, load

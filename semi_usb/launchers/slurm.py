@@ -35,14 +35,14 @@ import sys
 import time
 from typing import Mapping
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..layout import console_log_path, is_finished, lock_held, logs_dir, slurm_jobs_path
 
 #: sbatch settings of every job; ``time`` in minutes; ``sbatch``: extra sbatch flags
 #: (``--constraint=a100``); ``setup``: shell lines run before the job (``module load cuda``).
 DEFAULTS = {"partition": None, "account": None, "qos": None, "time": 24 * 60, "gpus": 1, "cpus": 4,
             "mem_gb": None, "array_parallelism": 64, "signal_delay_s": 120, "max_requeues": 20,
             "sbatch": [], "setup": []}
-JOBS_FILE = "slurm_jobs.json"
 PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD",
                             "SUSPENDED", "RESIZING"})
 
@@ -260,7 +260,7 @@ class TrainJob:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGUSR2)
             _wait_exit(proc, self.grace_s)
-        if os.path.isfile(os.path.join(self.run["dir"], "summary.json")):
+        if is_finished(self.run["dir"]):
             return None  # finished meanwhile: nothing to requeue
         return submitit.helpers.DelayedSubmission(self)
 
@@ -314,7 +314,7 @@ def queued(job_ids) -> dict:
 
 def read_jobs(save_dir: str) -> dict:
     """{run name: job id} recorded by earlier submissions into ``save_dir``."""
-    path = os.path.join(save_dir, "logs", JOBS_FILE)
+    path = slurm_jobs_path(save_dir)
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as f:
@@ -326,7 +326,7 @@ def _record_jobs(save_dir: str, jobs: dict) -> None:
 
     recorded = read_jobs(save_dir)
     recorded.update(jobs)
-    atomic_json_dump(recorded, os.path.join(save_dir, "logs", JOBS_FILE))
+    atomic_json_dump(recorded, slurm_jobs_path(save_dir))
 
 
 # ----------------------------------------------------------------------------- submit
@@ -334,14 +334,12 @@ def _record_jobs(save_dir: str, jobs: dict) -> None:
 def to_submit(runs: list, save_dir: str, echo=print) -> list:
     """The runs that are neither finished nor held by a job SLURM still has (or by a process
     here: the run lock)."""
-    from ..run_status import lock_held
-
     recorded = read_jobs(save_dir)
     active = queued(recorded[r["name"]] for r in runs if r["name"] in recorded)
     out = []
     for r in runs:
         job = recorded.get(r["name"])
-        if os.path.isfile(os.path.join(r["dir"], "summary.json")):
+        if is_finished(r["dir"]):
             echo(f"skip {r['name']} (finished)")
         elif job in active:
             echo(f"skip {r['name']} (job {job} {active[job][0].lower()})")
@@ -365,13 +363,13 @@ def submit(runs: list, opts: Mapping, save_dir: str, echo=print) -> dict:
         raise ConfigError(f"--launcher slurm needs the SLURM commands, and {', '.join(missing)} is not on PATH")
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-    log_dir = os.path.join(save_dir, "logs")
+    log_dir = logs_dir(save_dir)
     slurm_dir = os.path.join(log_dir, "slurm")
     before = {d: set(os.listdir(d)) if os.path.isdir(d) else None for d in (save_dir, log_dir, slurm_dir)}
     executor = submitit.SlurmExecutor(folder=os.path.join(slurm_dir, "%j"), max_num_timeout=opts["max_requeues"])
     executor.update_parameters(**executor_parameters(opts, job_name=f"semilearn:{os.path.basename(os.path.abspath(save_dir))}"))
     grace = max(opts["signal_delay_s"] - 15, 10)
-    calls = [TrainJob(r, os.path.join(log_dir, r["name"] + ".log"), grace) for r in runs]
+    calls = [TrainJob(r, console_log_path(log_dir, r["name"]), grace) for r in runs]
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr: one line below
             with executor.batch():
@@ -422,6 +420,6 @@ def main(runs: list, ns) -> int:
         print(f"{len(ids)} job(s) submitted; follow them with the same command and --status")
         return 0
     wait(read_jobs(ns.save_dir).get(r["name"]) for r in runs)
-    done = sum(os.path.isfile(os.path.join(r["dir"], "summary.json")) for r in runs)
+    done = sum(is_finished(r["dir"]) for r in runs)
     print(f"{done}/{len(runs)} runs finished; see them with the same command and --status")
     return 0 if done == len(runs) else 1

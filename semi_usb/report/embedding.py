@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from semi_usb.errors import ReportError
+from semi_usb.layout import features_path
 
 from .runs import Run
 from .scores import GroupResult, by_setting, head_medium_tail_split
 
-FEATURES = "test_features.npz"  # the name semi_usb.features writes
 MARKERS = (("head", "o"), ("medium", "s"), ("tail", "^"))
 
 
@@ -31,7 +31,7 @@ def load_features(run: Run) -> Optional[Dict[str, "object"]]:
     """``feat``, ``labels``, ``preds`` of a run's ``test_features.npz``; None when it has none."""
     import numpy as np
 
-    path = Path(run.path) / FEATURES
+    path = Path(features_path(str(run.path)))
     if not path.is_file():
         return None
     try:
@@ -46,7 +46,7 @@ def load_features(run: Run) -> Optional[Dict[str, "object"]]:
 
 def pick_run(runs: Sequence[Run]) -> Optional[Run]:
     """Seed 0's run, else the smallest seed's, among the runs that have features."""
-    have = [r for r in runs if (Path(r.path) / FEATURES).is_file()]
+    have = [r for r in runs if Path(features_path(str(r.path))).is_file()]
     return min(have, key=lambda r: (str(r.seed) != "0", str(r.seed))) if have else None
 
 

@@ -5,7 +5,7 @@ the methods of one setting differ.
 Read from each run's ``summary.json`` and, for what the summary lacks, its ``config.yaml``.
 A key is the method's own when it is not one of the trainer's base keys
 (:data:`semi_usb.config.BASE_KEYS`: the algorithms' ``SSL_Argument`` keys, ``semi_*``,
-``acr_*``, ``abc_*``, ``daso_*``, ...); runtime keys (:data:`semi_usb.run_folder.RUNTIME_KEYS`)
+``acr_*``, ``abc_*``, ``daso_*``, ...); runtime keys (:data:`semi_usb.config.RUNTIME_KEYS`)
 and the run's identity (seed, names, paths) are never compared.
 """
 from __future__ import annotations
@@ -26,8 +26,7 @@ def protocol_values(run: Run) -> Dict[str, Any]:
 
 def shared_keys() -> List[str]:
     """Base keys that the methods of one comparison should share."""
-    from semi_usb.config import BASE_KEYS
-    from semi_usb.run_folder import RUNTIME_KEYS
+    from semi_usb.config import BASE_KEYS, RUNTIME_KEYS
 
     return [k.name for k in BASE_KEYS if k.name not in RUNTIME_KEYS and k.name not in IDENTITY_KEYS]
 

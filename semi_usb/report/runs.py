@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 import yaml
 
 from semi_usb.errors import ReportError
+from semi_usb.layout import HistoryLineError, config_path, find_runs, is_finished, read_history, summary_path
 from semi_usb.naming import summary_method, summary_setting
 
 #: Methods listed first, in this order; others follow alphabetically.
@@ -58,61 +59,47 @@ def load_config(path: Path) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def load_history(path: Path) -> List[Dict[str, Any]]:
-    """Read an ``eval_history.jsonl`` file.
-
-    Returns the evaluations sorted by iteration ``it``; when an iteration
-    occurs more than once (a resumed run) the last record wins.  A missing
-    file gives an empty list.
-    """
-    if not path.is_file():
-        return []
-    by_it: Dict[int, Dict[str, Any]] = {}
+def load_history(run_dir: Path | str) -> List[Dict[str, Any]]:
+    """The evaluations of a finished run (its ``eval_history.jsonl``, every line a row with
+    ``it`` and ``top1``), sorted by iteration ``it``; when an iteration occurs more than once
+    (a resumed run) the last record wins. A missing file gives an empty list."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = read_history(str(run_dir), strict=True, need=("it", "top1"))
+    except HistoryLineError as exc:
+        raise ReportError(str(exc)) from None
     except OSError as exc:
-        raise ReportError(f"{path}: cannot read ({exc.strerror})")
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReportError(f"{path}:{lineno}: invalid JSON ({exc.msg})")
-        if not isinstance(rec, dict) or "it" not in rec or "top1" not in rec:
-            raise ReportError(f"{path}:{lineno}: evaluation record needs 'it' and 'top1'")
-        by_it[int(rec["it"])] = rec
+        raise ReportError(f"{Path(run_dir) / 'eval_history.jsonl'}: cannot read ({exc.strerror})") from None
+    by_it: Dict[int, Dict[str, Any]] = {row["it"]: row for row in rows}
     return [by_it[it] for it in sorted(by_it)]
-
 
 
 def load_run(run_dir: Path | str) -> Run:
     """Load one run directory; raise :class:`ReportError` if it is not one."""
     path = Path(run_dir)
-    summary_path = path / "summary.json"
+    summary_file = Path(summary_path(str(path)))
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (expected a training run directory)")
-    if not summary_path.is_file():
-        if (path / "config.yaml").is_file():
+    if not summary_file.is_file():
+        if Path(config_path(str(path))).is_file():
             raise ReportError(f"{path}: the run is not finished (no summary.json yet): let it finish or resume it "
                               "(--resume True), or leave it out")
         raise ReportError(f"{path}: no summary.json (not a training run directory)")
-    summary = _read_json(summary_path)
+    summary = _read_json(summary_file)
     if not isinstance(summary, dict):
-        raise ReportError(f"{summary_path}: expected a JSON object")
+        raise ReportError(f"{summary_file}: expected a JSON object")
     method = summary_method(summary)
     if method is None:
-        raise ReportError(f"{summary_path}: missing 'method' (and 'algorithm')")
+        raise ReportError(f"{summary_file}: missing 'method' (and 'algorithm')")
     setting = summary.get("setting") or summary_setting(summary)
     if not setting:
-        raise ReportError(f"{summary_path}: missing 'setting'")
+        raise ReportError(f"{summary_file}: missing 'setting'")
     try:
         num_classes = int(summary["num_classes"])
     except (KeyError, TypeError, ValueError):
-        raise ReportError(f"{summary_path}: missing or invalid 'num_classes'")
+        raise ReportError(f"{summary_file}: missing or invalid 'num_classes'")
     if num_classes < 1:
-        raise ReportError(f"{summary_path}: 'num_classes' must be positive")
-    history = load_history(path / "eval_history.jsonl")
+        raise ReportError(f"{summary_file}: 'num_classes' must be positive")
+    history = load_history(path)
     final = summary.get("final")
     if not history and not (isinstance(final, dict) and final.get("top1") is not None):
         raise ReportError(f"{path}: neither eval_history.jsonl nor summary.json 'final.top1'")
@@ -122,7 +109,7 @@ def load_run(run_dir: Path | str) -> Run:
             raise ReportError(f"{path}: per_class_acc has {len(pca)} entries, "
                               f"num_classes is {num_classes}")
     return Run(path=path, summary=summary, history=history, setting=str(setting),
-               method=method, seed=summary.get("seed"), config=load_config(path / "config.yaml"))
+               method=method, seed=summary.get("seed"), config=load_config(Path(config_path(str(path)))))
 
 
 def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
@@ -130,15 +117,13 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     runs: List[Run] = []
     seen = set()
     unfinished: List[str] = []
-    from semi_usb.grid import expand_save_dirs  # a compare --save_dir stands for its runs
-
     named = {Path(d).resolve() for d in run_dirs}
-    for d in expand_save_dirs(run_dirs):
+    for d in find_runs(run_dirs):  # a compare --save_dir stands for its runs
         key = Path(d).resolve()
         if key in seen:
             continue
         seen.add(key)
-        if key not in named and not (key / "summary.json").is_file():
+        if key not in named and not is_finished(str(key)):
             unfinished.append(str(d))  # a run of a folder of runs still training: left out, said below
             continue
         runs.append(load_run(d))

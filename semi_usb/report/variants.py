@@ -7,7 +7,7 @@ the runs have. A run's label is the method followed by the keys in which it diff
 usual values, ``fixmatch+semi (p_cutoff 0.7)``; the runs with the usual values keep the plain
 method name. A key without a majority (two values, as many runs each) names every run. The
 setting's own keys (dataset, sizes, ratios), the seed, names, paths and runtime keys
-(:data:`semi_usb.run_folder.RUNTIME_KEYS`) never make a variant.
+(:data:`semi_usb.config.RUNTIME_KEYS`) never make a variant.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SETTING_KEYS = frozenset({"dataset", "data_dir", "num_classes", "num_labels", "l
 
 
 def _comparable_config(run: Run) -> Dict[str, str]:
-    from semi_usb.run_folder import RUNTIME_KEYS
+    from semi_usb.config import RUNTIME_KEYS
 
     config = {**run.config, **protocol_values(run)}
     skip = RUNTIME_KEYS | IDENTITY_KEYS | SETTING_KEYS
