@@ -127,7 +127,7 @@ def test_compare_plans_the_distribution_from_the_setting_name(tmp_path):
     """`semilearn compare --setting <...>_middle --config BASE` passes --ulb_distribution to each
     run, whose configuration then builds (and is checked) with it."""
     from conftest import REPO
-    from semi_usb.compare import check_existing, plan
+    from semi_usb.grid import check_existing, plan
 
     base = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
     (run,) = plan(["semi"], "digits_lb40_10_ulb90_10_middle", [0], str(tmp_path / "none"), base, str(tmp_path), [])
