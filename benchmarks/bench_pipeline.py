@@ -41,7 +41,7 @@ def _sync(device) -> None:
 def rate(method: str, config: str, pipeline: str, steps: int, warmup: int, overrides: dict,
          seconds: float = 0.0, with_eval: bool = False) -> dict:
     """Train ``method`` with one pipeline; it/s (and the time of one evaluation pass)."""
-    from semi_usb.compat import model_device
+    from semi_usb.imb_algorithms.device import model_device
     from semi_usb.config import build_args
     from semi_usb.runner import build_algorithm, fast_step, place_models, seed_everything, set_cpu_threads
 

@@ -12,7 +12,10 @@ Without ``--check`` the script writes every file of the tree (only files whose t
 are rewritten) and deletes stale ``*.yaml`` files inside the method folders it owns.
 With ``--check`` it writes nothing and exits 1 if any file is missing, differs from what
 would be generated, or is stale, so CI can check that the tree is up to date.
-Pure Python + PyYAML; semilearn is not imported.
+The plugin's algorithms (``acr``, ``semi``, ``cpe``, ``cdmad``) write their keys with the defaults of
+their own ``SSL_Argument`` declarations (``semi_usb/imb_algorithms/<name>/<name>.py``), so a
+default is declared once; for that the script imports ``semi_usb`` from this repository, and
+through it semilearn.
 
 Layout and naming (USB's)::
 
@@ -103,6 +106,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this repository's semi_usb
 MAX_LISTED = 20  # --check lists at most this many paths per kind of difference
 
 # --------------------------------------------------------------------------------------------
@@ -247,63 +251,33 @@ DATASETS = {
 # --------------------------------------------------------------------------------------------
 Method = namedtuple("Method", "name overrides keys per_dataset")
 
-ACR_KEYS = {
-    "imb_algorithm": "acr",
-    "acr_tau1": 2.0,
-    "acr_adaptive_tau1": True,
-    "acr_tau_min": 0.0,
-    "acr_tau_max": 2.0,
-    "acr_tau2": 2.0,
-    "acr_tau12": 2.0,
-    "acr_est_epoch": 5,
-    "acr_u_momentum": 0.99,
-    "acr_class_vector": "acr_code",
-    "acr_T": 1.0,
-}
+def declared_keys(imb_algorithm, names):
+    """``imb_algorithm`` and the keys ``names`` of that plugin algorithm with the defaults its
+    ``SSL_Argument`` list declares (``semi_usb/imb_algorithms/<name>/<name>.py``). ``names``
+    are the keys the protocol files pin; a key added to the algorithm later takes its
+    default in the files without being written into them."""
+    from semi_usb.plugin import registries
 
-SEMI_KEYS = {
-    **ACR_KEYS,
-    "imb_algorithm": "semi",
-    "acr_tau1": 0.0,
-    "acr_adaptive_tau1": False,
-    "semi_use_bank": True,
-    "semi_use_plce": True,
-    "semi_use_oheml": True,
-    "semi_use_ealign": True,
-    "semi_bank_size": 128,
-    "semi_decay_step": 100,
-    "semi_decay_beta": 0.99,
-    "semi_proto_T": 0.1,
-    "semi_plce_alpha": 0.4,
-    "semi_oheml_s": 0.75,
-    "semi_ealign_T": 0.09,
-    "semi_ealign_weight": 0.15,
-    "semi_ealign_momentum": 0.9,
-    "semi_warmup_iter": 3000,
-    "semi_plce_weights": "freq",
-}
-CPE_KEYS = {
-    "imb_algorithm": "cpe",
-    "cpe_tau1": 0.0,
-    "cpe_tau2": 2.0,
-    "cpe_tau3": 4.0,
-    "cpe_cut1": 2,
-    "cpe_cut2": 4,
-    "cpe_est_epoch": 0,
-    "cpe_prior_momentum": 0.9,
-}
+    _, imb_algorithms = registries()
+    defaults = {a.name.lstrip("-"): a.default for a in imb_algorithms[imb_algorithm].get_argument()}
+    return {"imb_algorithm": imb_algorithm, **{name: defaults[name] for name in names}}
+
+
+ACR_NAMES = ("acr_tau1", "acr_adaptive_tau1", "acr_tau_min", "acr_tau_max", "acr_tau2", "acr_tau12", "acr_est_epoch",
+             "acr_u_momentum", "acr_class_vector", "acr_T")
+ACR_KEYS = declared_keys("acr", ACR_NAMES)
+SEMI_KEYS = declared_keys("semi", ACR_NAMES + (
+    "semi_use_bank", "semi_use_plce", "semi_use_oheml", "semi_use_ealign", "semi_bank_size", "semi_decay_step",
+    "semi_decay_beta", "semi_proto_T", "semi_plce_alpha", "semi_oheml_s", "semi_ealign_T", "semi_ealign_weight",
+    "semi_ealign_momentum", "semi_warmup_iter", "semi_plce_weights"))
+CPE_KEYS = declared_keys("cpe", ("cpe_tau1", "cpe_tau2", "cpe_tau3", "cpe_cut1", "cpe_cut2", "cpe_est_epoch",
+                                 "cpe_prior_momentum"))
 CPE_PER_DATASET = {
     "cifar100": {"cpe_cut1": 35, "cpe_cut2": 70},
     "imagenet127": {"cpe_cut1": 44, "cpe_cut2": 89},
 }
 
-CDMAD_KEYS = {
-    "imb_algorithm": "cdmad",
-    "cdmad_debias_start_iter": 50500,
-    "cdmad_fill": 1.0,
-    "cdmad_p_cutoff": 0.0,
-    "cdmad_hard_label": False,
-}
+CDMAD_KEYS = declared_keys("cdmad", ("cdmad_debias_start_iter", "cdmad_fill", "cdmad_p_cutoff", "cdmad_hard_label"))
 
 SEMI_PER_DATASET = {
     "cifar10": {"semi_decay_step": 100},

@@ -5,6 +5,9 @@ semilearn is used as installed; nothing in site-packages is edited. Two entry po
 * :func:`import_semilearn` makes ``import semilearn`` work where its optional experiment
   trackers (aim, wandb) are not installed. It is called by :func:`semi_usb.plugin.register`,
   which must import semilearn to register the algorithms.
+* :func:`declare_attributes` gives two of semilearn's classes the attributes that the
+  plugin's own algorithms declare (the head they predict with, whether their step takes two
+  strong views); :func:`semi_usb.plugin.register` calls it.
 * :func:`apply` installs the runtime patches below. The trainer (``semi_usb.runner``) calls
   it explicitly; importing semi_usb does not.
 
@@ -30,6 +33,7 @@ import torch
 
 from .checkpoint import CheckpointError, atomic_torch_save
 from .errors import DataError
+from .imb_algorithms.device import model_device
 from .metrics import evaluate_model
 from .resume import loop_state
 from .resume import train as resumable_train
@@ -72,9 +76,21 @@ def import_semilearn() -> types.ModuleType:
     return semilearn
 
 
-def model_device(algorithm) -> torch.device:
-    """The device that the algorithm's model lives on (CPU, one GPU or this rank's GPU)."""
-    return next(algorithm.model.parameters()).device
+def declare_attributes() -> None:
+    """What the plugin reads from an algorithm class, for two of semilearn's (idempotent).
+
+    * ``ABC.eval_head``: USB's ABC predicts with its auxiliary head
+      (semilearn/imb_algorithms/abc/abc.py:114-115, ``evaluate`` with ``out_key='logits_aux'``),
+      which ``summary.json`` and the test features name and use.
+    * ``FixMatch.two_strong_views``: FixMatch's own step (semilearn/algorithms/fixmatch/
+      fixmatch.py, ``train_step(x_lb, y_lb, x_ulb_w, x_ulb_s)``) takes a second strong view
+      through :func:`_stack_views_for_base_step` below.
+    """
+    from semilearn.algorithms.fixmatch import FixMatch
+    from semilearn.imb_algorithms.abc.abc import ABC
+
+    ABC.eval_head = ("aux", "logits_aux")
+    FixMatch.two_strong_views = True
 
 
 def _to_device(var: Any, device: torch.device) -> Any:

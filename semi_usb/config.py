@@ -17,6 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
+from .imb_algorithms.arguments import RangeError
 from .naming import method_folder, method_label, method_name, rename_method, setting_name  # noqa: F401  (re-exported)
 from .plugin import registries
 from .ulb_distribution import check as check_ulb_distribution
@@ -341,14 +342,17 @@ def follow_command_line(values: dict, file_values: dict, flags: dict, file_metho
 
 def _convert(key: Key, raw: Any, source: str) -> Any:
     t = key.type
+    base = getattr(t, "base", t)  # a type with a declared range (imb_algorithms.arguments) checks it
     try:
-        if t is int and isinstance(raw, (bool, float)) and not (isinstance(raw, float) and raw.is_integer()):
+        if base is int and isinstance(raw, (bool, float)) and not (isinstance(raw, float) and raw.is_integer()):
             raise ValueError
-        if t is float and isinstance(raw, bool):
+        if base is float and isinstance(raw, bool):
             raise ValueError
-        if t is str and not isinstance(raw, str):
+        if base is str and not isinstance(raw, str):
             raise ValueError
         return t(raw)
+    except RangeError as exc:
+        raise ConfigError(f"{key.name} {exc}") from None
     except (ValueError, TypeError):
         tname = getattr(t, "__name__", str(t))
         raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {raw!r}") from None
@@ -370,6 +374,7 @@ def finalize(args: argparse.Namespace) -> None:
     if args.load_path is None:
         args.load_path = checkpoint_path(os.path.join(args.save_dir, args.save_name))
     validate_ranges(args)  # sizes >= 1 from here on: the divisions below are defined
+    check_algorithm_arguments(args)
     check_save_name(args)
     if args.num_train_iter % args.epoch:
         raise ConfigError(f"num_train_iter {args.num_train_iter} is not divisible by epoch {args.epoch}")
@@ -391,20 +396,38 @@ def finalize(args: argparse.Namespace) -> None:
     args.distributed = False  # set by the runner once it knows the devices
 
 
+def method_class(algorithm: str, imb_algorithm: str | None):
+    """The class whose step runs: the imbalanced algorithm's, else the base's."""
+    ALGORITHMS, IMB_ALGORITHMS = registries()
+    return IMB_ALGORITHMS[imb_algorithm] if imb_algorithm is not None else ALGORITHMS[algorithm]
+
+
+def check_algorithm_arguments(args: argparse.Namespace) -> None:
+    """An algorithm's own check of its keys together (``check_arguments``, e.g. ACR's
+    ``acr_tau_min <= acr_tau_max``), as a one-line error."""
+    check = getattr(method_class(args.algorithm, args.imb_algorithm), "check_arguments", None)
+    if check is not None:
+        try:
+            check(args)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 LR_SCHEDULES = ("usb", "cosine", "constant")
-# (algorithm, imb_algorithm) whose step uses a second strong view (docs/protocols.md, "Strong views").
-TWO_VIEW_METHODS = {("fixmatch", None), ("fixmatch", "acr"), ("fixmatch", "semi"), ("fixmatch", "cpe"),
-                    ("fixmatch", "cdmad")}
 
 
 def check_protocol_keys(args: argparse.Namespace) -> None:
     """``lr_schedule`` a known value; two strong views (``num_strong_views``, in [1, 2] by
-    :data:`semi_usb.ranges.RANGES`) only where a step uses them."""
+    :data:`semi_usb.ranges.RANGES`) only where a step uses them: the methods whose class says
+    ``two_strong_views`` (docs/protocols.md, "Strong views")."""
     if args.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {args.lr_schedule!r}")
-    if args.num_strong_views == 2 and (args.algorithm, args.imb_algorithm) not in TWO_VIEW_METHODS:
-        supported = ", ".join(sorted(imb or alg for alg, imb in TWO_VIEW_METHODS))
-        raise ConfigError(f"num_strong_views 2 is supported by {supported} only "
+    if args.num_strong_views == 2 and not getattr(method_class(args.algorithm, args.imb_algorithm),
+                                                  "two_strong_views", False):
+        ALGORITHMS, IMB_ALGORITHMS = registries()
+        able = sorted(name for registry in (ALGORITHMS, IMB_ALGORITHMS) for name in registry.keys()
+                      if getattr(registry[name], "two_strong_views", False))
+        raise ConfigError(f"num_strong_views 2 is supported by {', '.join(able)} only "
                           f"(got {method_label(args.algorithm, args.imb_algorithm)})")
 
 

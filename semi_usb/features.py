@@ -3,7 +3,7 @@ folder, for ``semilearn report``'s feature-embedding figure (:mod:`semi_usb.repo
 
 The backbone's ``feat`` (the input of the classifier heads) of at most :data:`MAX_POINTS`
 test images, drawn without replacement with seed 0, stored as float16 with the true labels
-and the predictions of the head the method is evaluated with (:data:`semi_usb.summary.EVAL_HEADS`).
+and the predictions of the head the method is evaluated with (:func:`semi_usb.summary.eval_head`).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write
-from .compat import model_device
+from .imb_algorithms.device import model_device
 from .layout import features_path
-from .summary import EVAL_HEADS
+from .summary import eval_head
 
 MAX_POINTS = 2000
 
@@ -40,9 +40,9 @@ def subsample(n: int, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
-def save_test_features(alg, path: str, imb_algorithm: str | None, max_points: int = MAX_POINTS) -> str:
+def save_test_features(alg, path: str, max_points: int = MAX_POINTS) -> str:
     """Write the EMA model's test features of ``alg`` into ``path/test_features.npz`` atomically."""
-    out_key = EVAL_HEADS.get(imb_algorithm, ("standard", "logits"))[1]
+    out_key = eval_head(alg)[1]
     alg.model.eval()
     alg.ema.apply_shadow()
     try:

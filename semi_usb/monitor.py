@@ -11,6 +11,7 @@ import torch
 from semilearn.core.hooks import Hook, ParamUpdateHook
 
 from .checkpoint import append_line
+from .imb_algorithms.device import is_main_process
 from .layout import history_path
 from .errors import NonFiniteError  # noqa: F401  (raised here, re-exported)
 
@@ -36,7 +37,7 @@ class ProgressHook(Hook):
         self.t0, self.it0, self.last_draw = time.perf_counter(), algorithm.it, 0.0
 
     def after_train_step(self, algorithm):
-        if not _is_main(algorithm):
+        if not is_main_process(algorithm):
             return
         now = time.perf_counter()
         done = algorithm.it + 1
@@ -74,10 +75,6 @@ def format_eta(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _is_main(algorithm) -> bool:
-    return not algorithm.distributed or algorithm.rank == 0
-
-
 class EvalHistoryHook(Hook):
     """Appends each evaluation (after USB's EvaluationHook) to ``eval_history.jsonl``."""
 
@@ -85,7 +82,7 @@ class EvalHistoryHook(Hook):
         if not (self.every_n_iters(algorithm, algorithm.num_eval_iter) or self.is_last_iter(algorithm)):
             return
         result = getattr(algorithm, "last_eval", None)
-        if result is None or not _is_main(algorithm):
+        if result is None or not is_main_process(algorithm):
             return
         row = {"it": algorithm.it + 1, "top1": result.top1, "balanced_acc": result.balanced_acc,
                "per_class_acc": [None if math.isnan(a) else float(a) for a in result.per_class_acc],

@@ -19,6 +19,7 @@ import signal
 import torch
 from semilearn.core.hooks import Hook
 
+from .imb_algorithms.device import is_main_process, model_device
 from .layout import CHECKPOINT
 
 #: exit status of a run stopped by a signal after saving its checkpoint
@@ -76,18 +77,14 @@ class StopHook(Hook):
     def after_train_step(self, algorithm):
         stop = self.request.signum is not None
         if algorithm.distributed:  # every rank stops at the same step
-            flag = torch.tensor([float(stop)], device=_device(algorithm))
+            flag = torch.tensor([float(stop)], device=model_device(algorithm))
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             stop = bool(flag.item())
         if not stop:
             return
         path = os.path.join(algorithm.save_dir, algorithm.save_name)
-        if not algorithm.distributed or algorithm.rank % algorithm.ngpus_per_node == 0:
+        if is_main_process(algorithm):
             algorithm.save_model(CHECKPOINT, path)
         name = signal.Signals(self.request.signum).name if self.request.signum else "a signal to another rank"
         raise Preempted(f"stopped by {name} after iteration {algorithm.it + 1}: checkpoint saved in {path}; "
                         "resume with --resume True")
-
-
-def _device(algorithm) -> torch.device:
-    return next(algorithm.model.parameters()).device

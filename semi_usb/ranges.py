@@ -1,48 +1,26 @@
-"""Declared ranges of the numeric configuration keys, USB's and the plugin's alike.
+"""Declared ranges of USB's numeric configuration keys.
 
-Every numeric key of USB's argument list (:data:`semi_usb.config.BASE_KEYS`) and of every
-registered algorithm's ``SSL_Argument`` list has an entry in :data:`RANGES`: a
-:class:`Range`, or ``None`` where no range applies (a seed, a rank) or where
-:func:`semi_usb.config.finalize` checks it together with other keys (the imbalance ratios).
-``tests/test_input_errors.py`` fails when a key has no entry. :func:`validate_ranges` is
-called by :func:`semi_usb.config.finalize`, before anything is written; a value out of
-range is a one-line :class:`~semi_usb.errors.ConfigError`. Also here: the run name must
+The plugin's algorithms declare the range of each key in its ``SSL_Argument`` type
+(:mod:`semi_usb.imb_algorithms.arguments`); USB's keys cannot carry one, so theirs are here:
+every numeric key of USB's argument list (:data:`semi_usb.config.BASE_KEYS`) and of the
+``SSL_Argument`` lists of USB's algorithms has an entry in :data:`RANGES`: a
+:class:`~semi_usb.imb_algorithms.arguments.Range`, or ``None`` where no range applies (a
+seed, a rank) or where :func:`semi_usb.config.finalize` checks it together with other keys
+(the imbalance ratios). ``tests/test_input_errors.py`` fails when a key has neither an entry
+nor a declared range. :func:`validate_ranges` is called by
+:func:`semi_usb.config.finalize`, before anything is written; a value out of range is a
+one-line :class:`~semi_usb.errors.ConfigError`. Also here: the run name must
 stay inside ``save_dir`` (:func:`check_save_name`) and ``--gpu`` must name a device that
 is present (:func:`check_gpu`, called by the trainer). Nothing here imports torch at
 module level.
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Range:
-    """``lo <= value <= hi`` (``<`` where open; ``None``: unbounded)."""
-
-    lo: Optional[float] = None
-    hi: Optional[float] = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def contains(self, v: float) -> bool:
-        if isinstance(v, float) and math.isnan(v):
-            return False
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
-
-    def describe(self) -> str:
-        if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
-        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
-
+from .imb_algorithms.arguments import Range
 
 PROB = Range(0, 1)              # probabilities, thresholds, momenta, mixing weights
 UNIT_OPEN = Range(0, 1, hi_open=True)
@@ -78,15 +56,6 @@ RANGES: dict = {
     "daso_num_pl_dist_iter": SIZE, "daso_num_pretrain_iter": COUNT, "daso_queue_len": SIZE,
     "debiaspl_ema_p": UNIT_OPEN, "debiaspl_tau": WEIGHT,
     "tras_A": POSITIVE, "tras_B": POSITIVE, "tras_tro": POSITIVE, "tras_warmup_epochs": COUNT,
-    # the plugin's algorithms (docs/method.md)
-    "acr_T": POSITIVE, "acr_est_epoch": COUNT, "acr_tau1": WEIGHT, "acr_tau12": WEIGHT, "acr_tau2": WEIGHT,
-    "acr_tau_max": WEIGHT, "acr_tau_min": WEIGHT, "acr_u_momentum": PROB,
-    "semi_bank_size": SIZE, "semi_decay_beta": PROB, "semi_decay_step": SIZE, "semi_ealign_T": POSITIVE,
-    "semi_ealign_momentum": PROB, "semi_ealign_weight": WEIGHT, "semi_oheml_s": PROB, "semi_plce_alpha": WEIGHT,
-    "semi_proto_T": POSITIVE, "semi_warmup_iter": COUNT, "semi_ulb_std_weight": WEIGHT,
-    "cpe_tau1": WEIGHT, "cpe_tau2": WEIGHT, "cpe_tau3": WEIGHT, "cpe_cut1": COUNT, "cpe_cut2": COUNT,
-    "cpe_est_epoch": COUNT, "cpe_prior_momentum": PROB,
-    "cdmad_debias_start_iter": COUNT, "cdmad_fill": Range(), "cdmad_p_cutoff": PROB,
 }
 
 
@@ -98,9 +67,6 @@ def validate_ranges(args: Any) -> None:
             continue
         if not rng.contains(value):
             raise ConfigError(f"{key} must be {rng.describe()}, got {value}")
-    if getattr(args, "acr_tau_min", None) is not None and getattr(args, "acr_tau_max", None) is not None \
-            and args.acr_tau_min > args.acr_tau_max:
-        raise ConfigError(f"acr_tau_min {args.acr_tau_min} is above acr_tau_max {args.acr_tau_max}")
 
 
 def check_save_name(args: Any) -> None:

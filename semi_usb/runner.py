@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, atomic_json_dump
 from .config import ConfigError
 from .datasets import write_data_caches
 from .features import save_test_features
+from .imb_algorithms.device import is_main_rank, model_device
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
@@ -121,7 +122,7 @@ def place_models(args, alg) -> None:
 
 def fast_step(args, alg) -> None:
     """The opt-in fast path: device-side data, bf16 autocast, channels_last."""
-    device = compat.model_device(alg)
+    device = model_device(alg)
     if args.data_pipeline == "gpu":
         from . import device_loader
 
@@ -180,7 +181,7 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
         torch.distributed.init_process_group(backend=args.dist_backend, init_method=args.dist_url,
                                              world_size=args.world_size, rank=args.rank)
     path = folder.path
-    main = args.rank % ngpus == 0
+    main = is_main_rank(args.rank, ngpus)
     level = "INFO" if main else "WARNING"
     # Build first (data, split, network) and load the checkpoint to resume from (does it
     # fit?): where input errors surface. Only then write the run's files, so that a resume
@@ -240,7 +241,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
         return None
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
     summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
-    save_test_features(alg, path, args.imb_algorithm)  # before summary.json: a finished run has them (issue 20)
+    save_test_features(alg, path)  # before summary.json: a finished run has them
     atomic_json_dump(summary, summary_path(path))
     final = summary["final"]
     logger.info(f"final ({summary['model']} model, {summary['head']} head): top-1 {100 * final['top1']:.2f}%, "

@@ -13,10 +13,14 @@ import torch
 
 from .naming import method_label, setting_name
 
-# The classifier head each imbalanced algorithm is evaluated with (name, output key).
-EVAL_HEADS = {"abc": ("aux", "logits_aux"), "acr": ("balanced", "logits_bal"), "semi": ("balanced", "logits_bal"),
-              "cpe": ("expert2", "logits_2"),
-              "cdmad": ("debiased", "logits_debiased")}
+#: (name, output key) of the head an algorithm predicts with unless it says otherwise.
+STANDARD_HEAD = ("standard", "logits")
+
+
+def eval_head(alg) -> tuple:
+    """The head ``alg`` is evaluated with: its class attribute ``eval_head`` (ACR, SeMi;
+    USB's ABC through :mod:`semi_usb.compat`), else the standard one."""
+    return getattr(alg, "eval_head", STANDARD_HEAD)
 
 
 def versions() -> dict:
@@ -71,7 +75,7 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
     if result is None:
         alg.evaluate("eval")
         result = alg.last_eval
-    head = EVAL_HEADS.get(args.imb_algorithm, ("standard", "logits"))[0]
+    head = eval_head(alg)[0]
     per_class = [None if np.isnan(a) else float(a) for a in result.per_class_acc]
     ds = alg.dataset_dict or {}
     # what the method's parts did (ACR, SeMi: docs/method.md, "Mechanism metrics")

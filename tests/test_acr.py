@@ -203,9 +203,9 @@ def test_estimate_equals_acr_released_code_over_epochs(with_labeled):
         counted = acr_released_estimate(batches, pi, eval_step, est_epoch, ema_u=0.99, threshold=0.95)
         assert not torch.allclose(counted[-1]["u_py"], ref[-1]["u_py"], atol=1e-4)
 
-    alg = SimpleNamespace(it=0, num_iter_per_epoch=eval_step, est_epoch=est_epoch, adaptive_tau1=True, p_cutoff=0.95,
-                          tau1_estimator=Tau1Estimator(pi, 2.0, 0.0, 2.0, 0.99, "acr_code"))
-    hook, ours = Tau1Hook(), []
+    # the hook reads its settings from its constructor, only it, out_dict and the state from the algorithm
+    alg = SimpleNamespace(it=0, tau1_estimator=Tau1Estimator(pi, 2.0, 0.0, 2.0, 0.99, "acr_code"))
+    hook, ours = Tau1Hook(p_cutoff=0.95, est_epoch=est_epoch, adaptive=True, epoch_length=eval_step), []
     for it, probs in enumerate(batches):  # as semi_usb.resume.train calls the hooks
         alg.it = it
         hook.before_train_step(alg)
@@ -304,10 +304,10 @@ def test_acr_class_vector_reaches_the_estimate_on_digits():
     threshold = found[len(found) // 2]
     u = {}
     for kind in CLASS_VECTORS:
-        alg = build("acr", acr_class_vector=kind, **flags)
+        alg = build("acr", acr_class_vector=kind, p_cutoff=threshold, **flags)  # the hooks are built with it
         assert alg.tau1_estimator.kind == kind and alg.tau1_estimator.momentum == 0.99  # the new default
         alg.model.load_state_dict(trained.model.state_dict())
-        alg.p_cutoff, alg.it = threshold, 100
+        alg.it = 100
         alg.out_dict, alg.log_dict = alg.train_step(**batch(alg))
         assert torch.equal(alg.out_dict["ulb"]["probs_bal_w"], probs)
         alg.hooks_dict["Tau1Hook"].after_train_step(alg)
@@ -361,7 +361,7 @@ def test_labeled_images_of_the_unlabeled_set_leave_the_estimate_on_digits():
     released) the estimate after one step counts the others only; ``acr_mask_l: False``
     counts them all. SeMi's default is False (its script comments ACR's ``mask_l`` out)."""
     flags = {"acr_est_epoch": 0, "num_train_iter": 200, "epoch": 2, "include_lb_to_ulb": True,
-             "acr_class_vector": "counts"}
+             "acr_class_vector": "counts", "p_cutoff": 0.0}  # every image confident (the hooks are built with it)
     u = {}
     for mask_l in (True, False):
         alg = build("acr", acr_mask_l=mask_l, **flags)
@@ -371,7 +371,7 @@ def test_labeled_images_of_the_unlabeled_set_leave_the_estimate_on_digits():
         torch.manual_seed(0)  # a balanced head that predicts several classes (at initialisation: one)
         torch.nn.init.normal_(unwrap(alg.model).balanced_classifier.weight, std=2.0)
         b = batch(alg)
-        alg.p_cutoff, alg.it = 0.0, 100  # every image confident, in an estimating epoch
+        alg.it = 100  # in an estimating epoch
         alg.out_dict, alg.log_dict = alg.train_step(**b)
         from_lb = alg.out_dict["ulb"]["from_lb"]
         if mask_l:

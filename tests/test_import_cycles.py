@@ -129,3 +129,15 @@ def test_the_check_reads_the_same_package_as_the_shared_tool():
 
     out = subprocess.run([sys.executable, tool, os.path.join(REPO, "semi_usb")], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == f"cycles: {len(circles(import_graph(Path(REPO) / 'semi_usb')))}"
+
+
+def test_the_method_wing_imports_nothing_of_the_tool_wing():
+    """``semi_usb/imb_algorithms/`` (the algorithms, their hooks, state and argument types)
+    stands on semilearn and torch alone: none of its modules imports a module of the
+    package outside it, anywhere in its text."""
+    edges = import_graph(Path(REPO) / "semi_usb")
+    wing = "semi_usb.imb_algorithms"
+    inside = [m for m in edges if m == wing or m.startswith(wing + ".")]
+    assert len(inside) >= 10
+    outside = {m: sorted(t for t in edges[m] if t != wing and not t.startswith(wing + ".")) for m in inside}
+    assert not any(outside.values()), {m: t for m, t in outside.items() if t}

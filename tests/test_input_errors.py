@@ -230,22 +230,53 @@ def cli_train(method: str, argv: list) -> list:
 
 
 def test_every_numeric_key_has_a_declared_range_or_none():
-    """USB's numeric keys and every registered algorithm's: a key added without an entry in
-    semi_usb.ranges.RANGES fails here."""
+    """USB's numeric keys and every registered algorithm's: a key added without a range in
+    its SSL_Argument type (the plugin's algorithms) or an entry in semi_usb.ranges.RANGES
+    (USB's keys) fails here; the plugin's keys are declared once, in their algorithm."""
     from semi_usb.config import BASE_KEYS, _usb_type
     from semi_usb.plugin import registries
     from semi_usb.ranges import RANGES
 
     numeric = {"int", "float", "number", "optional int", "optional float"}
     keys = {k.name for k in BASE_KEYS if getattr(k.type, "__name__", "") in numeric}
+    declared, plugin = set(), set()
     for registry in registries():
         for name in registry.keys():
             for a in registry[name].get_argument():
                 if getattr(_usb_type(a.type, a.default), "__name__", "") in numeric:
                     keys.add(a.name.lstrip("-"))
-    assert len(keys) > 100
-    missing = sorted(keys - set(RANGES))
+                if getattr(a.type, "range", None) is not None:
+                    declared.add(a.name.lstrip("-"))
+                if registry[name].__module__.startswith("semi_usb."):
+                    plugin.add(a.name.lstrip("-"))
+    assert len(keys) > 100 and len(declared) >= 18
+    missing = sorted(keys - set(RANGES) - declared)
     assert not missing, f"numeric keys without a range (or an explicit None) in semi_usb/ranges.py: {missing}"
+    assert not plugin & set(RANGES), f"plugin keys with a second range in semi_usb/ranges.py: {plugin & set(RANGES)}"
+    assert {k for k in plugin if k in keys} <= declared  # every numeric key of the plugin's declares its range
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--semi_bank_size", "0", "must be >= 1, got 0"), ("--semi_oheml_s", "1.5", "must be in [0, 1], got 1.5"),
+    ("--acr_T", "0", "must be > 0, got 0.0"), ("--acr_class_vector", "sum", "invalid one of acr_code, presence, counts value: 'sum'"),
+])
+def test_usb_own_argparse_refuses_a_value_out_of_its_declared_range(capsys, flag, value, expected):
+    """The range is part of the key's SSL_Argument type: USB's train.py, which adds the
+    imbalanced algorithm's arguments to its parser as below (semilearn/lighting/config.py:142-143),
+    refuses a bad value in one line, and takes a good one."""
+    import argparse
+
+    from semi_usb.plugin import registries
+
+    parser = argparse.ArgumentParser(prog="train.py")
+    for argument in registries()[1]["semi"].get_argument():
+        parser.add_argument(argument.name, type=argument.type, default=argument.default, help=argument.help)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args([flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and err[-1] == f"train.py: error: argument {flag}: {expected}", err
+    args = parser.parse_args(["--semi_bank_size", "64", "--semi_oheml_s", "0.5", "--acr_T", "2"])
+    assert (args.semi_bank_size, args.semi_oheml_s, args.acr_T, args.semi_decay_step) == (64, 0.5, 2.0, 100)
 
 
 @pytest.mark.parametrize("case", ["duplicate-key", "not-utf8"])

@@ -1,12 +1,82 @@
-"""Argument types shared by the algorithms' ``SSL_Argument`` lists (no semilearn import).
+"""Argument types of the algorithms' ``SSL_Argument`` lists (no semilearn import).
 
-:func:`one_of`: a key that takes one of a few named values (``acr_class_vector``,
-``semi_plce_weights``). A wrong value is a ``ValueError`` of the type, so that the
-configuration (``semi_usb.config``) and USB's own ``argparse`` both refuse it in one line.
+A key is declared once, in its algorithm's ``get_argument``, with its type, default, help
+and range. The types here check what they parse, so that the configuration
+(``semi_usb.config``) and USB's own ``argparse`` both refuse a bad value in one line:
+
+* :func:`one_of`: one of a few named values (``acr_class_vector``, ``semi_plce_weights``);
+* :func:`at_least`: a number ``>= n`` (sizes, counts, loss weights);
+* :func:`in_unit_interval`: a number in ``[0, 1]`` (probabilities, thresholds, momenta);
+* :func:`positive`: a number ``> 0`` (temperatures, rates).
+
+A refused value raises :class:`RangeError`, a ``ValueError`` that ``argparse`` reports with
+its own message (``argument --semi_bank_size: must be >= 1, got 0``). A range type keeps its
+base type's name (``int``, ``float``) and carries ``base`` and ``range``.
 """
 from __future__ import annotations
 
-from typing import Callable
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+class RangeError(argparse.ArgumentTypeError, ValueError):
+    """A value of the right type outside its declared range: ``must be >= 1, got 0``."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo <= value <= hi`` (``<`` where open; ``None``: unbounded)."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if isinstance(v, float) and math.isnan(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+    def describe(self) -> str:
+        if self.lo is None and self.hi is None:
+            return "a number"
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+
+
+def within(base: Callable, rng: Range) -> Callable:
+    """The type ``base`` restricted to ``rng``."""
+
+    def parse(v):
+        x = base(v)
+        if not rng.contains(x):
+            raise RangeError(f"must be {rng.describe()}, got {x}")
+        return x
+
+    parse.__name__ = base.__name__
+    parse.base, parse.range = base, rng
+    return parse
+
+
+def at_least(n: float, base: Callable = int) -> Callable:
+    """A number ``>= n`` (``int`` unless ``base`` says otherwise)."""
+    return within(base, Range(n))
+
+
+def in_unit_interval() -> Callable:
+    """A float in ``[0, 1]``."""
+    return within(float, Range(0, 1))
+
+
+def positive(base: Callable = float) -> Callable:
+    """A number ``> 0``."""
+    return within(base, Range(0, lo_open=True))
 
 
 def one_of(*values: str) -> Callable[[str], str]:

@@ -15,13 +15,14 @@ from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from ..arguments import one_of
+from ..arguments import at_least, in_unit_interval, one_of, positive
 from ..mechanism import MechanismLog
 from ..state import load_states, save_states
 from .balanced_head import (BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, repeat_views,
                             unwrap)
 from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
-from .hooks import AdjustedPseudoLabelingHook, MechanismLogHook, MethodStateHook, OrMaskingHook, Tau1Hook
+from .hooks import (AdjustedPseudoLabelingHook, MechanismLogHook, MethodStateHook, OrMaskingHook, Tau1Hook,
+                    logging_step)
 
 
 @IMB_ALGORITHMS.register("acr")
@@ -36,11 +37,17 @@ class ACR(ImbAlgorithmBase):
     #: Weight of the standard branch's unlabeled loss beside ``ulb_loss_ratio`` (1 in ACR;
     #: SeMi's ``semi_ulb_std_weight``), see :meth:`std_ulb_weight`.
     ulb_std_weight = 1.0
+    #: The head it predicts with, (name, output key of the model): its evaluation, the
+    #: run's summary.json and its test features read it.
+    eval_head = ("balanced", "logits_bal")
+    #: Its step takes a second strong view (``num_strong_views: 2``, docs/protocols.md).
+    two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
             raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
                              f"(got {args.algorithm})")
+        self.check_arguments(args)
         self.acr_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         pi = torch.exp(unwrap(self.model).log_prior)
@@ -53,7 +60,6 @@ class ACR(ImbAlgorithmBase):
 
     def acr_init(self, args):
         self.tau2, self.tau12, self.acr_T = args.acr_tau2, args.acr_tau12, args.acr_T
-        self.adaptive_tau1, self.est_epoch = args.acr_adaptive_tau1, args.acr_est_epoch
 
     def mechanism_from_it(self) -> int:
         """First iteration whose mechanism metrics enter ``summary.json``'s means (ACR: 0)."""
@@ -73,12 +79,15 @@ class ACR(ImbAlgorithmBase):
         return ema_model
 
     def set_hooks(self):
+        # called by AlgorithmBase.__init__, before FixMatch sets self.p_cutoff: from args
         super().set_hooks()
-        self.register_hook(AdjustedPseudoLabelingHook(), "PseudoLabelingHook")
-        self.register_hook(OrMaskingHook(), "MaskingHook")
-        self.register_hook(Tau1Hook(), "Tau1Hook")
-        self.register_hook(MethodStateHook(), "MethodStateHook")
-        self.register_hook(MechanismLogHook(), "MechanismLogHook")
+        args = self.args
+        self.register_hook(AdjustedPseudoLabelingHook(args.acr_T), "PseudoLabelingHook")
+        self.register_hook(OrMaskingHook(args.p_cutoff, args.acr_T), "MaskingHook")
+        self.register_hook(Tau1Hook(args.p_cutoff, args.acr_est_epoch, args.acr_adaptive_tau1, self.num_iter_per_epoch),
+                           "Tau1Hook")
+        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
+        self.register_hook(MechanismLogHook(args.num_log_iter, self.num_train_iter), "MechanismLogHook")
 
     @property
     def log_pi(self) -> torch.Tensor:
@@ -114,7 +123,7 @@ class ACR(ImbAlgorithmBase):
 
     def logging_step(self) -> bool:
         """Whether USB's LoggingHook writes this step's log (``num_log_iter``, the last step)."""
-        return (self.it + 1) % self.num_log_iter == 0 or self.it + 1 == self.num_train_iter
+        return logging_step(self.it, self.num_log_iter, self.num_train_iter)
 
     def train_step(self, x_lb, y_lb, x_ulb_w, x_ulb_s, x_ulb_s_1=None, idx_ulb=None):
         """One step; with ``x_ulb_s_1`` (``num_strong_views: 2``) both strong views enter
@@ -135,8 +144,8 @@ class ACR(ImbAlgorithmBase):
             feat_w, feat_s = self.paired_features(lb["feat"], w["feat"], s["feat"])
             # standard branch: (enhanced) logit-adjusted pseudo-labels, OR mask, sample weights
             # q (PLCE) from the first strong view only
-            probs = self.call_hook("gen_ulb_targets", "PseudoLabelingHook", logits=logits_w,
-                                   feats_x_ulb_s=feat_s[:x_ulb_w.shape[0]].detach())
+            probs = self.call_hook("gen_ulb_targets", "PseudoLabelingHook", logits=logits_w, log_pi=log_pi,
+                                   tau1=self.tau1, feats_x_ulb_s=feat_s[:x_ulb_w.shape[0]].detach())
             mask = self.call_hook("masking", "MaskingHook", probs_x_ulb=probs, logits_x_ulb=logits_w)
             weight = self.call_hook("sample_weights", "MaskingHook", probs_x_ulb=probs)
             pseudo_label = probs.argmax(-1)
@@ -185,9 +194,9 @@ class ACR(ImbAlgorithmBase):
         Embedding Align and its teacher)."""
         return {}, {}
 
-    def evaluate(self, eval_dest="eval", out_key="logits_bal", return_logits=False):
-        """Prediction is ``argmax`` of the balanced head (of the EMA model)."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key, return_logits=return_logits)
+    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
+        """Prediction is ``argmax`` of :attr:`eval_head` (of the EMA model)."""
+        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
 
     # ---------------------------------------------------------------- checkpoint
     def get_save_dict(self):
@@ -202,22 +211,29 @@ class ACR(ImbAlgorithmBase):
         return checkpoint
 
     @staticmethod
+    def check_arguments(args) -> None:
+        """What one key's range cannot say: a ValueError (one line) for a bad combination."""
+        if args.acr_tau_min > args.acr_tau_max:
+            raise ValueError(f"acr_tau_min {args.acr_tau_min} is above acr_tau_max {args.acr_tau_max}")
+
+    @staticmethod
     def get_argument():
+        weight = at_least(0.0, float)
         return [
-            SSL_Argument("--acr_tau1", float, 2.0, "tau1 before the estimate starts (or fixed when not adaptive)"),
+            SSL_Argument("--acr_tau1", weight, 2.0, "tau1 before the estimate starts (or fixed when not adaptive)"),
             SSL_Argument("--acr_adaptive_tau1", str2bool, True, "adapt tau1 from the unlabeled distribution estimate"),
-            SSL_Argument("--acr_tau_min", float, 0.0, "tau1 range: minimum"),
-            SSL_Argument("--acr_tau_max", float, 2.0, "tau1 range: maximum"),
-            SSL_Argument("--acr_tau2", float, 2.0, "logit adjustment of the balanced head's supervised loss"),
-            SSL_Argument("--acr_tau12", float, 2.0, "logit adjustment of the balanced branch's pseudo-labels"),
-            SSL_Argument("--acr_est_epoch", int, 5,
+            SSL_Argument("--acr_tau_min", weight, 0.0, "tau1 range: minimum"),
+            SSL_Argument("--acr_tau_max", weight, 2.0, "tau1 range: maximum"),
+            SSL_Argument("--acr_tau2", weight, 2.0, "logit adjustment of the balanced head's supervised loss"),
+            SSL_Argument("--acr_tau12", weight, 2.0, "logit adjustment of the balanced branch's pseudo-labels"),
+            SSL_Argument("--acr_est_epoch", at_least(0), 5,
                          "the estimate runs in the epochs after this many (ACR's epoch > est_epoch, from 0)"),
-            SSL_Argument("--acr_u_momentum", float, 0.99,
+            SSL_Argument("--acr_u_momentum", in_unit_interval(), 0.99,
                          "EMA momentum of the unlabeled distribution estimate (ACR's --ema-u in its commands)"),
             SSL_Argument("--acr_class_vector", one_of(*CLASS_VECTORS), "acr_code",
                          "per-step class vector: acr_code (ACR's h[pred] += mask: the mask of the last sample "
                          "of each predicted class), presence, counts"),
-            SSL_Argument("--acr_T", float, 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
+            SSL_Argument("--acr_T", positive(), 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
             SSL_Argument("--acr_mask_l", str2bool, True,
                          "leave the labeled images in the unlabeled set (include_lb_to_ulb) out of tau1's estimate, "
                          "as ACR's released mask_l"),

@@ -1,75 +1,103 @@
 """USB hooks of ACR (docs/method.md, "ACR"), registered under USB's hook names where they
 replace one: logit-adjusted pseudo-labels, OR masks, the tau1 estimate; and the hook that
 puts the method state on the model's device. SeMi's hooks derive from these.
+
+Each hook is built with its settings (as USB's DASO hooks are); from the algorithm it reads
+only the iteration ``it``, the step's output (``out_dict``, ``log_dict``, or what the step
+passes to the hook) and the state objects (``tau1_estimator``, ``mechanism``).
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 from semilearn.core.hooks import Hook
 
-from ...compat import model_device
+from ..device import model_device
 from ..state import move_states
 from .balanced_head import adjusted_probs, or_mask
 
 
 class MethodStateHook(Hook):
-    """Before training, move the algorithm's state objects (``state_attributes``) to the
-    device of its model (they live outside the model, so USB does not move them)."""
+    """Before training, move the algorithm's state objects (``layout``: its
+    ``state_attributes``) to the device of its model (they live outside the model, so USB
+    does not move them)."""
+
+    def __init__(self, layout: Mapping):
+        self.layout = layout
 
     def before_run(self, algorithm):
-        move_states(algorithm, algorithm.state_attributes, model_device(algorithm))
+        move_states(algorithm, self.layout, model_device(algorithm))
 
 
 class AdjustedPseudoLabelingHook(Hook):
-    """``p = softmax((z_w - tau1 log pi) / T)`` (ACR's standard branch). Returns the
-    distribution; the hard label is its argmax."""
+    """``p = softmax((z_w - tau1 log pi) / T)`` (ACR's standard branch), ``log pi`` and
+    ``tau1`` as the step passes them. Returns the distribution; the hard label is its argmax."""
+
+    def __init__(self, T: float):
+        self.T = T
 
     @torch.no_grad()
-    def gen_ulb_targets(self, algorithm, logits, **kwargs):
-        return adjusted_probs(logits, algorithm.log_pi, algorithm.tau1, algorithm.acr_T)
+    def gen_ulb_targets(self, algorithm, logits, *, log_pi, tau1, **kwargs):
+        return adjusted_probs(logits, log_pi, tau1, self.T)
 
 
 class OrMaskingHook(Hook):
     """``mask = [max p >= tau] OR [max softmax(z_w / T) >= tau]``; sample weights 1."""
 
+    def __init__(self, p_cutoff: float, T: float):
+        self.p_cutoff, self.T = p_cutoff, T
+
     @torch.no_grad()
     def masking(self, algorithm, probs_x_ulb, logits_x_ulb, **kwargs):
-        return or_mask(probs_x_ulb, torch.softmax(logits_x_ulb / algorithm.acr_T, dim=-1), algorithm.p_cutoff)
+        return or_mask(probs_x_ulb, torch.softmax(logits_x_ulb / self.T, dim=-1), self.p_cutoff)
 
     def sample_weights(self, algorithm, probs_x_ulb, **kwargs):
         return None
 
 
-def estimating(algorithm) -> bool:
-    """Whether this step feeds ACR's estimate: ACR's ``epoch > est_epoch``, with the epoch
-    counted from 0 by iterations (``it // num_iter_per_epoch``)."""
-    return algorithm.it // algorithm.num_iter_per_epoch > algorithm.est_epoch
+def estimating(it: int, epoch_length: int, est_epoch: int) -> bool:
+    """Whether step ``it`` feeds the estimate: ACR's ``epoch > est_epoch``, with the epoch
+    counted from 0 by iterations (``it // epoch_length``), so that a run resumed mid-epoch
+    stays in step."""
+    return it // epoch_length > est_epoch
+
+
+def logging_step(it: int, num_log_iter: int, num_train_iter: int) -> bool:
+    """Whether USB's LoggingHook writes the log of step ``it`` (``num_log_iter``, the last step)."""
+    return (it + 1) % num_log_iter == 0 or it + 1 == num_train_iter
 
 
 class MechanismLogHook(Hook):
     """After each logged step, the step's mechanism metrics into the run's running means
     (``algorithm.mechanism``, a :class:`~semi_usb.imb_algorithms.mechanism.MechanismLog`)."""
 
+    def __init__(self, num_log_iter: int, num_train_iter: int):
+        self.num_log_iter, self.num_train_iter = num_log_iter, num_train_iter
+
     def after_train_step(self, algorithm):
-        if algorithm.logging_step():
+        if logging_step(algorithm.it, self.num_log_iter, self.num_train_iter):
             algorithm.mechanism.add(algorithm.it, algorithm.log_dict)
 
 
 class Tau1Hook(Hook):
-    """Feeds ACR's distribution estimate in the steps of the epochs after ``acr_est_epoch``
+    """Feeds ACR's distribution estimate in the steps of the epochs after ``est_epoch``
     (the global batch under DDP, so that tau1 is the same on every rank; without the labeled
-    images of the unlabeled set when ``acr_mask_l``), and at each epoch
-    start sets tau1 from the epoch that ended (when ``acr_adaptive_tau1``) and resets the sums."""
+    images of the unlabeled set when ``acr_mask_l``: the step's ``from_lb``), and at each
+    epoch start sets tau1 from the epoch that ended (when ``adaptive``) and resets the sums.
+    Epochs are counted by iterations (:func:`estimating`)."""
+
+    def __init__(self, p_cutoff: float, est_epoch: int, adaptive: bool, epoch_length: int):
+        self.p_cutoff, self.est_epoch, self.adaptive, self.epoch_length = p_cutoff, est_epoch, adaptive, epoch_length
 
     def after_train_step(self, algorithm):
-        if estimating(algorithm):
+        if estimating(algorithm.it, self.epoch_length, self.est_epoch):
             ulb = algorithm.out_dict["ulb"]
             from_lb = ulb.get("from_lb")
-            algorithm.tau1_estimator.step(ulb["probs_bal_w"], algorithm.p_cutoff, all_reduce=True,
+            algorithm.tau1_estimator.step(ulb["probs_bal_w"], self.p_cutoff, all_reduce=True,
                                           keep=None if from_lb is None else ~from_lb)
 
     def before_train_step(self, algorithm):
-        # At each epoch start (by iteration count, so a run resumed mid-epoch stays in step).
-        n = algorithm.num_iter_per_epoch
+        n = self.epoch_length
         if algorithm.it > 0 and algorithm.it % n == 0:
-            algorithm.tau1_estimator.end_epoch(update_tau1=algorithm.adaptive_tau1, epoch_steps=n)
+            algorithm.tau1_estimator.end_epoch(update_tau1=self.adaptive, epoch_steps=n)

@@ -15,6 +15,7 @@ from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import repeat_views, unwrap
+from ..arguments import Range, at_least, in_unit_interval, within
 from .debias import DebiasedNet, debiased_targets
 
 
@@ -25,6 +26,10 @@ class CDMAD(ImbAlgorithmBase):
     base_algorithms = ("fixmatch",)
     #: No method state outside the model: the bias is measured again in every step.
     state_attributes: dict = {}
+    #: The head it predicts with: the debiased logits (evaluation, summary.json, test features).
+    eval_head = ("debiased", "logits_debiased")
+    #: Its step takes a second strong view (``num_strong_views: 2``, docs/protocols.md).
+    two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
@@ -83,20 +88,21 @@ class CDMAD(ImbAlgorithmBase):
                                          bias_spread=bias.amax() - bias.amin())
         return out_dict, log_dict
 
-    def evaluate(self, eval_dest="eval", out_key="logits_debiased", return_logits=False):
-        """Prediction is ``argmax`` of the debiased logits of the EMA model (in evaluation mode)."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key, return_logits=return_logits)
+    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
+        """Prediction is ``argmax`` of :attr:`eval_head`, the debiased logits of the EMA model (in
+        evaluation mode)."""
+        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
 
     @staticmethod
     def get_argument():
         return [
-            SSL_Argument("--cdmad_debias_start_iter", int, 50500,
+            SSL_Argument("--cdmad_debias_start_iter", at_least(0), 50500,
                          "pseudo-labels are debiased from this iteration on (released: epoch > 100 of "
                          "500-iteration epochs, i.e. iteration 50,500); evaluation is always debiased"),
-            SSL_Argument("--cdmad_fill", float, 1.0,
+            SSL_Argument("--cdmad_fill", within(float, Range()), 1.0,
                          "value of every pixel of the bias image, in the network's input space (after "
                          "normalisation; released: ones)"),
-            SSL_Argument("--cdmad_p_cutoff", float, 0.0,
+            SSL_Argument("--cdmad_p_cutoff", in_unit_interval(), 0.0,
                          "confidence threshold of the debiased pseudo-labels (released --tau, 0: every sample; "
                          "FixMatch's p_cutoff is not used)"),
             SSL_Argument("--cdmad_hard_label", str2bool, False,

@@ -18,6 +18,7 @@ from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import logit_adjusted_ce, repeat_views, unwrap
 from ..acr.hooks import MethodStateHook
+from ..arguments import at_least, in_unit_interval
 from ..state import load_states, save_states
 from .experts import NUM_EXPERTS, ExpertsNet
 from .hooks import PriorsHook
@@ -31,6 +32,10 @@ class CPE(ImbAlgorithmBase):
 
     base_algorithms = ("fixmatch",)
     state_attributes = {"cpe_priors": "priors"}
+    #: The head it predicts with: expert 2, as released (evaluation, summary.json, test features).
+    eval_head = ("expert2", "logits_2")
+    #: Its step takes a second strong view (``num_strong_views: 2``, docs/protocols.md).
+    two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
         if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
@@ -42,7 +47,7 @@ class CPE(ImbAlgorithmBase):
 
     def cpe_init(self, args):
         self.taus = (args.cpe_tau1, args.cpe_tau2, args.cpe_tau3)
-        self.cut1, self.cut2, self.est_epoch = args.cpe_cut1, args.cpe_cut2, args.cpe_est_epoch
+        self.cut1, self.cut2 = args.cpe_cut1, args.cpe_cut2
 
     # ---------------------------------------------------------------- model
     def lb_class_counts(self) -> torch.Tensor:
@@ -59,8 +64,8 @@ class CPE(ImbAlgorithmBase):
 
     def set_hooks(self):
         super().set_hooks()
-        self.register_hook(PriorsHook(), "PriorsHook")
-        self.register_hook(MethodStateHook(), "MethodStateHook")
+        self.register_hook(PriorsHook(self.args.cpe_est_epoch, self.num_iter_per_epoch), "PriorsHook")
+        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
 
     # ---------------------------------------------------------------- step
     def branch_logits(self, x_lb, x_ulb_w, x_ulb_s):
@@ -106,9 +111,9 @@ class CPE(ImbAlgorithmBase):
                     log_dict.update({f"train/{name}{k + 1}/{c}": v for c, v in enumerate(row)})
         return out_dict, log_dict
 
-    def evaluate(self, eval_dest="eval", out_key="logits_2", return_logits=False):
-        """Prediction is ``argmax`` of expert 2 (of the EMA model), as released."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key, return_logits=return_logits)
+    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
+        """Prediction is ``argmax`` of :attr:`eval_head`, expert 2 (of the EMA model), as released."""
+        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
 
     # ---------------------------------------------------------------- checkpoint
     def get_save_dict(self):
@@ -121,19 +126,20 @@ class CPE(ImbAlgorithmBase):
 
     @staticmethod
     def get_argument():
+        weight = at_least(0.0, float)
         return [
-            SSL_Argument("--cpe_tau1", float, 0.0, "expert 1's logit adjustment (fits a consistent unlabeled set)"),
-            SSL_Argument("--cpe_tau2", float, 2.0, "expert 2's logit adjustment (uniform; the evaluated expert)"),
-            SSL_Argument("--cpe_tau3", float, 4.0, "expert 3's logit adjustment (fits a reversed unlabeled set)"),
-            SSL_Argument("--cpe_cut1", int, 2,
+            SSL_Argument("--cpe_tau1", weight, 0.0, "expert 1's logit adjustment (fits a consistent unlabeled set)"),
+            SSL_Argument("--cpe_tau2", weight, 2.0, "expert 2's logit adjustment (uniform; the evaluated expert)"),
+            SSL_Argument("--cpe_tau3", weight, 4.0, "expert 3's logit adjustment (fits a reversed unlabeled set)"),
+            SSL_Argument("--cpe_cut1", at_least(0), 2,
                          "class-wise BN: pseudo-labels >= this class index also train the medium branch "
                          "(the authors: 2 for CIFAR-10, 35 for CIFAR-100)"),
-            SSL_Argument("--cpe_cut2", int, 4,
+            SSL_Argument("--cpe_cut2", at_least(0), 4,
                          "class-wise BN: pseudo-labels >= this class index also train the tail branch "
                          "(the authors: 4 for CIFAR-10, 70 for CIFAR-100)"),
-            SSL_Argument("--cpe_est_epoch", int, 0,
+            SSL_Argument("--cpe_est_epoch", at_least(0), 0,
                          "logged pseudo-label distributions u_py/au_py move in the epochs after this many "
                          "(released est_epoch; changes no loss)"),
-            SSL_Argument("--cpe_prior_momentum", float, 0.9,
+            SSL_Argument("--cpe_prior_momentum", in_unit_interval(), 0.9,
                          "EMA momentum of the logged u_py/au_py (released ema_u; changes no loss)"),
         ]

@@ -24,10 +24,9 @@ from semilearn.core.utils import IMB_ALGORITHMS
 from ..acr.acr import ACR
 from ..acr.balanced_head import unwrap
 from ..acr.balanced_head import adjusted_probs, or_mask, repeat_views
-from ..arguments import one_of
+from ..arguments import at_least, in_unit_interval, one_of, positive
 from .hard_examples import EmbeddingCenter, embedding_align_loss
-from .hooks import (EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook,
-                    plce_lambda, warmed_up)
+from .hooks import EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook
 from .mechanism import ealign_effect, oheml_effect, plce_effect
 from .memory_bank import ConfidenceDecayMemoryBank
 from .pairing import FEATURE_PAIRINGS, released_pairing
@@ -54,12 +53,8 @@ class SeMi(ACR):
         self.ealign_center = EmbeddingCenter(dim)
 
     def semi_init(self, args):
-        self.use_bank, self.use_plce = args.semi_use_bank, args.semi_use_plce and args.semi_use_bank
-        self.use_oheml, self.use_ealign = args.semi_use_oheml, args.semi_use_ealign
-        self.warmup_iter, self.decay_step = args.semi_warmup_iter, args.semi_decay_step
-        self.proto_T, self.plce_alpha, self.oheml_s = args.semi_proto_T, args.semi_plce_alpha, args.semi_oheml_s
+        self.use_bank, self.use_ealign, self.warmup_iter = args.semi_use_bank, args.semi_use_ealign, args.semi_warmup_iter
         self.ealign_T, self.ealign_weight = args.semi_ealign_T, args.semi_ealign_weight
-        self.ealign_momentum = args.semi_ealign_momentum
         self.feature_pairing, self.ulb_std_weight = args.semi_feature_pairing, args.semi_ulb_std_weight
 
     def mechanism_from_it(self) -> int:
@@ -72,21 +67,30 @@ class SeMi(ACR):
 
     def std_ulb_weight(self) -> float:
         """``semi_ulb_std_weight`` after the warm-up (when OHEML's weights would start), 1 before."""
-        return self.ulb_std_weight if warmed_up(self) else 1.0
+        return self.ulb_std_weight if self.warmed_up() else 1.0
 
     def set_hooks(self):
+        # called by AlgorithmBase.__init__, before FixMatch sets self.p_cutoff: from args
         super().set_hooks()
-        self.register_hook(PLCEPseudoLabelingHook(), "PseudoLabelingHook")
-        self.register_hook(HardExampleMaskingHook(), "MaskingHook")
+        args = self.args
+        self.register_hook(PLCEPseudoLabelingHook(args.acr_T, args.semi_use_plce and args.semi_use_bank,
+                                                  args.semi_warmup_iter, args.semi_plce_alpha, self.num_train_iter,
+                                                  args.semi_proto_T, self.num_eval_iter), "PseudoLabelingHook")
+        self.register_hook(HardExampleMaskingHook(args.p_cutoff, args.acr_T, args.semi_use_oheml, args.semi_warmup_iter,
+                                                  args.semi_oheml_s), "MaskingHook")
         if self.use_bank:
-            self.register_hook(MemoryBankHook(), "MemoryBankHook")
+            self.register_hook(MemoryBankHook(args.semi_decay_step), "MemoryBankHook")
         if self.use_ealign:
-            self.register_hook(EmbeddingCenterHook(), "EmbeddingCenterHook")
+            self.register_hook(EmbeddingCenterHook(args.semi_ealign_momentum), "EmbeddingCenterHook")
+
+    def warmed_up(self) -> bool:
+        """Whether PLCE, OHEML and Embedding Align are on (after ``semi_warmup_iter`` iterations)."""
+        return self.it >= self.warmup_iter
 
     def extra_losses(self, feats_w, feats_s, mask) -> tuple[dict, dict]:
         """Embedding Align on the samples that fail the mask: ``lambda_e * L_e``, and its
         teacher for the centre's update after the step (``EmbeddingCenterHook``)."""
-        if not (self.use_ealign and warmed_up(self)):
+        if not (self.use_ealign and self.warmed_up()):
             return {}, {}
         loss, teacher = embedding_align_loss(feats_w.float(), feats_s.float(), self.ealign_center.center,
                                              mask, self.ealign_T)
@@ -97,7 +101,7 @@ class SeMi(ACR):
         weight = out_dict["ulb"]["weight"]
         log_dict["train/oheml_weight"] = weight.mean() if weight is not None else torch.ones(())
         if self.logging_step():
-            lam = plce_lambda(self)
+            lam = self.call_hook("plce_lambda", "PseudoLabelingHook")
             log_dict["train/plce_lambda"] = lam.mean() if lam is not None else torch.zeros(())
             if self.use_bank:
                 fill = self.bank.fill()
@@ -112,7 +116,7 @@ class SeMi(ACR):
         the loss, fraction of samples), each while the part acts (docs/method.md, "Mechanism
         metrics")."""
         metrics = {}
-        lam = plce_lambda(self)
+        lam = self.call_hook("plce_lambda", "PseudoLabelingHook")
         if lam is not None:
             p = adjusted_probs(logits_w, self.log_pi, self.tau1, self.acr_T)
             mask_raw = or_mask(p, torch.softmax(logits_w / self.acr_T, dim=-1), self.p_cutoff)
@@ -132,23 +136,23 @@ class SeMi(ACR):
             SSL_Argument("--semi_use_plce", str2bool, True, "Pseudo-Label Certainty Enhancement"),
             SSL_Argument("--semi_use_oheml", str2bool, True, "Online Hard Example Mining and Learning weights"),
             SSL_Argument("--semi_use_ealign", str2bool, True, "Embedding Align for samples below the threshold"),
-            SSL_Argument("--semi_bank_size", int, 128, "K: slots per class"),
-            SSL_Argument("--semi_decay_step", int, 100, "iterations between confidence decays (200 for CIFAR-100)"),
-            SSL_Argument("--semi_decay_beta", float, 0.99, "confidence decay factor of stale entries"),
-            SSL_Argument("--semi_proto_T", float, 0.1, "T_p: temperature of the prototype label q"),
-            SSL_Argument("--semi_plce_alpha", float, 0.4, "alpha in lambda = alpha * progress * pi_hat"),
+            SSL_Argument("--semi_bank_size", at_least(1), 128, "K: slots per class"),
+            SSL_Argument("--semi_decay_step", at_least(1), 100, "iterations between confidence decays (200 for CIFAR-100)"),
+            SSL_Argument("--semi_decay_beta", in_unit_interval(), 0.99, "confidence decay factor of stale entries"),
+            SSL_Argument("--semi_proto_T", positive(), 0.1, "T_p: temperature of the prototype label q"),
+            SSL_Argument("--semi_plce_alpha", at_least(0.0, float), 0.4, "alpha in lambda = alpha * progress * pi_hat"),
             SSL_Argument("--semi_plce_weights", one_of(*PLCE_WEIGHTS), "freq",
                          "pi_hat: freq (confident pseudo-label frequency, as released) or inv_freq (its inverse, "
                          "renormalised; 0 for a class without any)"),
-            SSL_Argument("--semi_oheml_s", float, 0.75, "s in w = s * H + (1 - s)"),
-            SSL_Argument("--semi_ealign_T", float, 0.09, "T_e: student temperature (teacher T_e / 5)"),
-            SSL_Argument("--semi_ealign_weight", float, 0.15, "lambda_e: weight of the Embedding Align loss"),
-            SSL_Argument("--semi_ealign_momentum", float, 0.9, "momentum of the Embedding Align centre"),
+            SSL_Argument("--semi_oheml_s", in_unit_interval(), 0.75, "s in w = s * H + (1 - s)"),
+            SSL_Argument("--semi_ealign_T", positive(), 0.09, "T_e: student temperature (teacher T_e / 5)"),
+            SSL_Argument("--semi_ealign_weight", at_least(0.0, float), 0.15, "lambda_e: weight of the Embedding Align loss"),
+            SSL_Argument("--semi_ealign_momentum", in_unit_interval(), 0.9, "momentum of the Embedding Align centre"),
             SSL_Argument("--semi_feature_pairing", one_of(*FEATURE_PAIRINGS), "aligned",
                          "features paired with each image for the bank, q and Embedding Align: aligned (its own "
                          "views) or released (the released script's slices of its interleaved batch)"),
-            SSL_Argument("--semi_ulb_std_weight", float, 1.0,
+            SSL_Argument("--semi_ulb_std_weight", at_least(0.0, float), 1.0,
                          "weight of the standard branch's L_u alone (beside ulb_loss_ratio), after the warm-up"),
-            SSL_Argument("--semi_warmup_iter", int, 3000,
+            SSL_Argument("--semi_warmup_iter", at_least(0), 3000,
                          "iterations before PLCE, OHEML and Embedding Align start (the authors' 6 epochs of 500)"),
         ]
