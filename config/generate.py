@@ -3,10 +3,11 @@
 
 Usage::
 
-    python config/generate.py [--tree classic_cv_imb|semi_paper] [--out DIR] [--check]
+    python config/generate.py [--tree classic_cv_imb|semi_paper|simpro_paper] [--out DIR] [--check]
 
-Two trees (``TREES``): ``classic_cv_imb`` (USB's protocol) and ``semi_paper`` (SeMi's and
-ACR's authors' protocol, see "The semi_paper tree" below); without ``--tree`` both.
+Three trees (``TREES``): ``classic_cv_imb`` (USB's protocol), ``semi_paper`` (SeMi's and
+ACR's authors' protocol, see "The semi_paper tree" below) and ``simpro_paper`` (SimPro's
+authors' protocol); without ``--tree`` all.
 
 Without ``--check`` the script writes every file of the tree (only files whose text changed
 are rewritten) and deletes stale ``*.yaml`` files inside the method folders it owns.
@@ -75,6 +76,21 @@ Choices made here
 * DASO's ``daso_T_dist`` is 1.5 for CIFAR-10 and 0.3 elsewhere, as in USB. CIFAR-100 keeps
   USB's ``wrn_28_2`` and ``weight_decay: 0.0005`` (some papers use wrn_28_8 / 0.001).
 * ``use_wandb: False`` appears only in the ImageNet-127 files, as in USB's.
+
+* SimPro (``fixmatch_simpro``): ``simpro_tau`` 2.0 and ``p_cutoff`` 0.95 on CIFAR-10 and
+  STL-10, ``simpro_tau`` 1.0 and ``p_cutoff`` 0.2 on CIFAR-100 and ImageNet-127 (the authors'
+  run script); ``simpro_ema_u`` 0.9; ``simpro_scale_ratio`` 0 (computed from the split).
+
+The simpro_paper tree
+---------------------
+``config/simpro_paper/fixmatch_simpro/``: SimPro in its authors' protocol (``SIMPRO_PAPER``,
+from ``sh/SimPro.sh`` of LeapLabTHU/SimPro): cosine learning rate 0.17, ``uratio: 8``
+(STL-10: 16) with two strong views, 43,000 iterations as 86 epochs of 500, an evaluation
+every 500, the labeled images kept out of the unlabeled set; CIFAR-10-LT (500, 4000) at
+gamma 150 and 100, CIFAR-100-LT (50, 400) at gamma 20 and 10 (consistent, uniform,
+reversed), STL-10-LT N1 = 450 at gamma 10 and 20. The authors' middle and head-tail
+unlabeled distributions and their ImageNet splits are not generated (USB's split draws
+neither).
 
 The semi_paper tree
 -------------------
@@ -286,6 +302,18 @@ SEMI_PER_DATASET = {
     "imagenet127": {"semi_decay_step": 200},
 }
 
+SIMPRO_KEYS = {
+    "imb_algorithm": "simpro",
+    "simpro_tau": 2.0,
+    "simpro_ema_u": 0.9,
+    "simpro_scale_ratio": 0.0,
+}
+# SimPro's authors (sh/SimPro.sh): tau 1.0 and threshold 0.2 on CIFAR-100 and ImageNet.
+SIMPRO_PER_DATASET = {
+    "cifar100": {"simpro_tau": 1.0, "p_cutoff": 0.2},
+    "imagenet127": {"simpro_tau": 1.0, "p_cutoff": 0.2},
+}
+
 METHODS = [
     Method("fixmatch", {}, {}, {}),
     Method("fixmatch_daso", {}, {
@@ -310,6 +338,7 @@ METHODS = [
     Method("fixmatch_semi", {}, SEMI_KEYS, SEMI_PER_DATASET),
     # the authors' threshold variant of SeMi
     Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_KEYS, SEMI_PER_DATASET),
+    Method("fixmatch_simpro", {}, SIMPRO_KEYS, SIMPRO_PER_DATASET),
 ]
 
 
@@ -331,6 +360,37 @@ SEMI_PAPER = {
 }
 SEMI_PAPER_KEYS = {**SEMI_KEYS, "semi_warmup_iter": 3000}  # gate `epoch > 5`: 6 x 500 iterations
 
+# SimPro's authors' protocol (LeapLabTHU/SimPro, sh/SimPro.sh): ACR's frame (cosine lr, two strong
+# views) with mu = 8 unlabeled batches per labeled batch, lr 0.17 and 43,000 steps (86 epochs
+# of 500); the labeled images are kept out of the unlabeled set. STL-10: mu = 16.
+SIMPRO_PAPER = {
+    "lr_schedule": "cosine",
+    "uratio": 8,
+    "num_strong_views": 2,
+    "lr": 0.17,
+    "epoch": 86,
+    "num_train_iter": 43000,
+    "num_eval_iter": 500,
+    "num_log_iter": 100,
+}
+SIMPRO_PAPER_SETTINGS = [
+    # the settings of sh/SimPro.sh whose unlabeled distribution USB can draw
+    S("cifar10", 500, 150, 4000, 150),
+    S("cifar10", 500, 150, 4000, 1),
+    S("cifar10", 500, 150, 4000, -150),
+    S("cifar10", 500, 100, 4000, 100),
+    S("cifar10", 500, 100, 4000, 1),
+    S("cifar10", 500, 100, 4000, -100),
+    S("cifar100", 50, 20, 400, 20),
+    S("cifar100", 50, 20, 400, 1),
+    S("cifar100", 50, 20, 400, -20),
+    S("cifar100", 50, 10, 400, 10),
+    S("cifar100", 50, 10, 400, 1),
+    S("cifar100", 50, 10, 400, -10),
+    S("stl10", 450, 10, None, 1.0),
+    S("stl10", 450, 20, None, 1.0),
+]
+
 TREES = [
     Tree("classic_cv_imb", METHODS, SETTINGS, {}),
     Tree("semi_paper", [
@@ -339,6 +399,9 @@ TREES = [
         Method("fixmatch_semi", {}, SEMI_PAPER_KEYS, SEMI_PER_DATASET),
         Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_PAPER_KEYS, SEMI_PER_DATASET),
     ], [s for s in SETTINGS if s.dataset in ("cifar10", "cifar100")], SEMI_PAPER),
+    Tree("simpro_paper", [
+        Method("fixmatch_simpro", {}, SIMPRO_KEYS, {**SIMPRO_PER_DATASET, "stl10": {"uratio": 16}}),
+    ], SIMPRO_PAPER_SETTINGS, SIMPRO_PAPER),
 ]
 TREE_NAMES = [t.name for t in TREES]
 

@@ -23,9 +23,11 @@ TREE = ROOT / "config" / "classic_cv_imb"
 METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_cpe", "fixmatch_cdmad",
            "fixmatch_semi"]
 SEMI_PC07 = "fixmatch_semi_pc0.7"
+METHODS_2024 = ["fixmatch_simpro"]  # generated after SEMI_PC07
 IMB_OF = {"fixmatch": None, "fixmatch_daso": "daso", "fixmatch_abc": "abc",
           "fixmatch_acr": "acr", "fixmatch_cpe": "cpe", "fixmatch_cdmad": "cdmad",
-          "fixmatch_semi": "semi", SEMI_PC07: "semi"}
+          "fixmatch_semi": "semi", SEMI_PC07: "semi",
+          "fixmatch_simpro": "simpro"}
 SEEDS = [0, 1, 2]
 SEMI_SWITCHES = ["semi_use_bank", "semi_use_plce", "semi_use_oheml", "semi_use_ealign"]
 
@@ -138,7 +140,7 @@ def test_tree_is_not_empty():
     assert len(CONFIGS) >= len(METHODS) * len(protocol_settings()) * len(SEEDS)
 
 
-@pytest.mark.parametrize("method", METHODS + [SEMI_PC07])
+@pytest.mark.parametrize("method", METHODS + [SEMI_PC07] + METHODS_2024)
 def test_files_are_well_formed(method):
     configs = _by_method(method)
     assert configs, f"no files for {method}"
@@ -220,7 +222,7 @@ def test_keys_are_known_arguments(registries, algorithm, imb_algorithm):
 
 
 # ------------------------------------------------------------------ (c) coverage
-@pytest.mark.parametrize("method", METHODS + [SEMI_PC07])
+@pytest.mark.parametrize("method", METHODS + [SEMI_PC07] + METHODS_2024)
 def test_every_setting_and_seed_exists(method):
     missing = [f"{method}_{tag}_{seed}.yaml"
                for tag in protocol_settings() for seed in SEEDS
@@ -232,7 +234,7 @@ def test_generator_table_matches_tree():
     spec = importlib.util.spec_from_file_location("config_generate", GENERATOR)
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    assert [m.name for m in gen.METHODS] == METHODS + [SEMI_PC07]
+    assert [m.name for m in gen.METHODS] == METHODS + [SEMI_PC07] + METHODS_2024
     assert list(gen.SEEDS) == SEEDS
     tags = {gen.setting_tag(s) for s in gen.SETTINGS}
     assert set(protocol_settings()) <= tags
@@ -410,7 +412,7 @@ def test_hand_written_configs_build_for_every_compared_method(registries, path):
 
     with open(path) as f:
         raw = yaml.safe_load(f)
-    for method in ["fixmatch", "daso", "abc", "acr", "semi"]:
+    for method in ["fixmatch", "daso", "abc", "acr", "semi", "simpro"]:
         notes = []
         args = build_args(method, str(path), {}, warn=notes.append)
         assert (args.num_train_iter, args.net, args.dataset) == (raw["num_train_iter"], raw["net"], raw["dataset"])
@@ -443,3 +445,41 @@ def test_semi_paper_files_build_in_the_authors_protocol(registries, path):
     if args.imb_algorithm == "semi":
         assert args.semi_warmup_iter == 3000
         assert args.semi_decay_step == (100 if args.dataset == "cifar10" else 200)
+
+
+def test_simpro_files_carry_the_authors_per_dataset_values():
+    """sh/SimPro.sh: tau 2.0 and threshold 0.95 on CIFAR-10 and STL-10, tau 1.0 and threshold
+    0.2 on CIFAR-100 and ImageNet; EMA momentum 0.9 of the marginals."""
+    configs = _by_method("fixmatch_simpro")
+    assert len(configs) == len(protocol_settings()) * len(SEEDS)
+    for path, cfg in configs.items():
+        small = cfg["dataset"] in ("cifar100", "imagenet127")
+        assert (cfg["simpro_tau"], cfg["p_cutoff"]) == ((1.0, 0.2) if small else (2.0, 0.95)), path.name
+        assert (cfg["simpro_ema_u"], cfg["simpro_scale_ratio"]) == (0.9, 0.0), path.name
+
+
+# ------------------------------------------------------------------ config/simpro_paper (SimPro's authors' protocol)
+SIMPRO_PAPER_FILES = sorted((ROOT / "config" / "simpro_paper").glob("*/*.yaml"))
+
+
+def test_simpro_paper_tree_covers_the_authors_settings():
+    tags = [f"cifar10_lb500_{g}_ulb4000_{gu}" for g in (150, 100) for gu in (g, 1, -g)]
+    tags += [f"cifar100_lb50_{g}_ulb400_{gu}" for g in (20, 10) for gu in (g, 1, -g)]
+    tags += [f"stl10_lb450_{g}_ulbNone_1.0" for g in (10, 20)]
+    expected = {f"fixmatch_simpro/fixmatch_simpro_{t}_{s}.yaml" for t in tags for s in SEEDS}
+    assert {f"{p.parent.name}/{p.name}" for p in SIMPRO_PAPER_FILES} == expected
+
+
+@pytest.mark.parametrize("path", SIMPRO_PAPER_FILES, ids=lambda p: p.stem)
+def test_simpro_paper_files_build_in_the_authors_protocol(registries, path):
+    from semi_usb.config import build_args
+
+    notes = []
+    args = build_args(None, str(path), {}, warn=notes.append)
+    assert not notes, notes
+    assert (args.imb_algorithm, args.lr_schedule, args.num_strong_views, args.include_lb_to_ulb) == \
+        ("simpro", "cosine", 2, False)
+    assert (args.lr, args.batch_size, args.uratio) == (0.17, 64, 16 if args.dataset == "stl10" else 8)
+    assert (args.num_train_iter, args.epoch, args.num_eval_iter) == (43000, 86, 500)
+    assert args.save_dir == "./saved_models/simpro_paper" and args.save_name == path.stem
+    assert (args.simpro_tau, args.p_cutoff) == ((1.0, 0.2) if args.dataset == "cifar100" else (2.0, 0.95))
