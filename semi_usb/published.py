@@ -7,8 +7,9 @@ Every entry (:class:`PublishedEntry`) says
   USB-based logs report it) or ``last`` (the accuracy at, or averaged over, the end of training);
 * ``protocol``: ``usb`` (USB's ``classic_cv_imb``: one strong view, ``uratio`` 2, USB's
   schedule, 262,144 iterations), ``acr`` (the ACR / SeMi authors' protocol: two strong views,
-  cosine schedule, labeled images in the unlabeled set, 500 x 500 iterations) or another named
-  one;
+  cosine schedule, labeled images in the unlabeled set, 500 x 500 iterations), ``simpro``
+  (SimPro's authors': two strong views, ``uratio`` 8, cosine learning rate 0.17, labeled
+  images kept out of the unlabeled set, 43,000 iterations) or another named one;
 * ``network``: the backbone (``wrn_28_2``, ...);
 * ``source``: the paper and table, or the repository and file, the number was read from;
 * ``per_seed``: the per-seed values where the source gives them (``value`` is their mean);
@@ -60,7 +61,7 @@ PUBLISHED_NET = "wrn_28_2"
 #: What a published number is: the best test accuracy seen, or the one at the end.
 STATISTICS = ("best", "last")
 #: Protocols with a name here (docs/protocols.md); an entry may name another one.
-PROTOCOLS = ("usb", "acr")
+PROTOCOLS = ("usb", "acr", "simpro")
 
 
 class PublishedEntry(NamedTuple):
@@ -210,6 +211,28 @@ _add("fixmatch+cpe", {s: round(sum(v) / len(v), 2) for s, v in _CPE_USB_SEEDS.it
             "fixmatch_cpe_<setting>_0_2_4_<seed>/log.txt, BEST_EVAL_ACC of seeds 0, 1, 2",
      note="the authors' wrn_28_2_cbn is WRN-28-2 with CPE's three batch norms (what cpe builds "
           "on wrn_28_2 here); five runs stop before 262,144 iterations (185,344 to 242,688)")
+
+
+_SIMPRO_NOTE = ("the paper does not say which statistic its tables give; SimPro's released train.py "
+                "logs the best top-1 (and the mean of the last 20 evaluations): recorded as best, as "
+                "ACR's numbers, whose code it is built on")
+_add("fixmatch+simpro", {
+    "cifar10_lb500_150_ulb4000_150": 74.2,
+    "cifar10_lb500_100_ulb4000_100": 80.7,
+    "cifar10_lb500_150_ulb4000_1": 93.6,
+    "cifar10_lb500_100_ulb4000_1": 93.8,
+    "cifar10_lb500_150_ulb4000_-150": 83.5,
+    "cifar10_lb500_100_ulb4000_-100": 85.8,
+    "cifar100_lb50_20_ulb400_20": 43.1,
+    "cifar100_lb50_20_ulb400_1": 52.2,
+    "cifar100_lb50_20_ulb400_-20": 45.5,
+    "stl10_lb450_10_ulbNone_1": 84.5,
+    "stl10_lb450_20_ulbNone_1": 82.5,
+}, statistic="best", protocol="simpro", network="wrn_28_2",
+    source="SimPro paper (Du et al., ICML 2024), Table 1 (CIFAR-10-LT, N1 500, M1 4000) and "
+           "Table 2 (CIFAR-100-LT gamma 20, N1 50, M1 400; STL-10-LT N1 450), w/ SimPro rows, "
+           "mean of 3 seeds; the tables as LeapLabTHU/SimPro figures/exp1.png shows them",
+    note=_SIMPRO_NOTE)
 
 
 def _freeze(table: _Table) -> Dict[Tuple[str, str], Tuple[PublishedEntry, ...]]:

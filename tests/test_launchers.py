@@ -177,6 +177,9 @@ def test_run_protocol_from_the_protocol_keys():
     assert run_protocol([usb, usb]) == "usb" and run_protocol([acr]) == "acr"
     assert run_protocol([{**usb, "lr_schedule": "cosine"}]) == "other"
     assert run_protocol([usb, acr]) == "other"
+    simpro = {**acr, "uratio": 8, "include_lb_to_ulb": False}  # config/simpro_paper/
+    assert run_protocol([simpro, simpro]) == "simpro" and run_protocol([simpro, acr]) == "other"
+    assert run_protocol([{**simpro, "uratio": 16}]) == "simpro"  # its STL-10 files
 
 
 def test_a_report_over_folders_of_runs_leaves_out_unfinished_ones(tmp_path, capsys):

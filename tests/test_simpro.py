@@ -306,3 +306,21 @@ def test_marginal_estimate_identical_across_ranks(tmp_path):
         for when, expect in (("mid", ref_mid), ("end", ref.state_dict())):
             for key, value in expect.items():
                 assert torch.allclose(states[r][when][key], value, atol=1e-6), (r, when, key)
+
+
+def test_published_simpro_numbers_have_a_config_of_their_protocol():
+    """Every published SimPro number is of its authors' protocol, and config/simpro_paper/
+    holds a file of its setting for each seed, so that a run of that tree meets it in the
+    report."""
+    from pathlib import Path
+
+    from semi_usb.published import PUBLISHED, lookup
+
+    tree = Path(__file__).resolve().parents[1] / "config" / "simpro_paper" / "fixmatch_simpro"
+    keys = [s for m, s in PUBLISHED if m == "fixmatch+simpro"]
+    assert len(keys) == 11
+    for setting in keys:
+        e = lookup("fixmatch+simpro", setting)
+        assert (e.protocol, e.statistic, e.network) == ("simpro", "best", "wrn_28_2")
+        stem = setting.replace("ulbNone_1", "ulbNone_1.0") if setting.startswith("stl10") else setting
+        assert all((tree / f"fixmatch_simpro_{stem}_{seed}.yaml").is_file() for seed in range(3)), setting
