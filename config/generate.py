@@ -81,6 +81,13 @@ Choices made here
   STL-10, ``simpro_tau`` 1.0 and ``p_cutoff`` 0.2 on CIFAR-100 and ImageNet-127 (the authors'
   run script); ``simpro_ema_u`` 0.9; ``simpro_scale_ratio`` 0 (computed from the split).
 
+* BaCon (``fixmatch_bacon``): the values of its authors' release for every dataset (their
+  configs set only ABC's two keys; the rest is in their code): projection width 16, the
+  contrastive loss from half of the iterations (their 150,000 of 300,000), ``T`` 0.1, ``eps``
+  0.0005, negative weight 64, top-3 reliable negatives, thresholds 0.98 (contrastive rows) and
+  0.95 on the auxiliary logits (frequency estimate). The authors trained in USB with USB's
+  schedule and one strong view, at 300,000 iterations: there is no separate tree for them.
+
 The simpro_paper tree
 ---------------------
 ``config/simpro_paper/fixmatch_simpro/``: SimPro in its authors' protocol (``SIMPRO_PAPER``,
@@ -314,6 +321,23 @@ SIMPRO_PER_DATASET = {
     "imagenet127": {"simpro_tau": 1.0, "p_cutoff": 0.2},
 }
 
+# BaCon: the authors' release (fqhank/AAAI24-BaCon-CISSL, its bacon.py and configs).
+BACON_KEYS = {
+    "imb_algorithm": "bacon",
+    "bacon_abc_p_cutoff": 0.95,
+    "bacon_abc_loss_ratio": 1.0,
+    "bacon_loss_ratio": 1.0,
+    "bacon_proj_dim": 16,
+    "bacon_start_ratio": 0.5,
+    "bacon_T": 0.1,
+    "bacon_T_eps": 0.0005,
+    "bacon_neg_weight": 64.0,
+    "bacon_neg_topk": 3,
+    "bacon_select_threshold": 0.98,
+    "bacon_freq_threshold": 0.95,
+    "bacon_freq_input": "logits",
+}
+
 METHODS = [
     Method("fixmatch", {}, {}, {}),
     Method("fixmatch_daso", {}, {
@@ -339,6 +363,7 @@ METHODS = [
     # the authors' threshold variant of SeMi
     Method("fixmatch_semi_pc0.7", {"p_cutoff": 0.7}, SEMI_KEYS, SEMI_PER_DATASET),
     Method("fixmatch_simpro", {}, SIMPRO_KEYS, SIMPRO_PER_DATASET),
+    Method("fixmatch_bacon", {}, BACON_KEYS, {}),
 ]
 
 

@@ -33,7 +33,9 @@ Left out, with the reason:
   has no CIFAR-100-LT or STL-10-LT logs);
 * SeMi's paper gives no per-setting numbers: no ``fixmatch+semi`` entry;
 * CDMAD's paper (CVPR 2024) tables could not be read where this table was built, and its
-  repository (``LeeHyuck/CDMAD``) holds no logs: no ``fixmatch+cdmad`` entry.
+  repository (``LeeHyuck/CDMAD``) holds no logs: no ``fixmatch+cdmad`` entry;
+* BaCon's paper (AAAI 2024) could not be read where its entry would have been built, and its
+  authors' release (``fqhank/AAAI24-BaCon-CISSL``) has no logs: no ``fixmatch+bacon`` entry.
 """
 
 from __future__ import annotations

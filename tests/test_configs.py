@@ -23,11 +23,11 @@ TREE = ROOT / "config" / "classic_cv_imb"
 METHODS = ["fixmatch", "fixmatch_daso", "fixmatch_abc", "fixmatch_acr", "fixmatch_cpe", "fixmatch_cdmad",
            "fixmatch_semi"]
 SEMI_PC07 = "fixmatch_semi_pc0.7"
-METHODS_2024 = ["fixmatch_simpro"]  # generated after SEMI_PC07
+METHODS_2024 = ["fixmatch_simpro", "fixmatch_bacon"]  # generated after SEMI_PC07
 IMB_OF = {"fixmatch": None, "fixmatch_daso": "daso", "fixmatch_abc": "abc",
           "fixmatch_acr": "acr", "fixmatch_cpe": "cpe", "fixmatch_cdmad": "cdmad",
           "fixmatch_semi": "semi", SEMI_PC07: "semi",
-          "fixmatch_simpro": "simpro"}
+          "fixmatch_simpro": "simpro", "fixmatch_bacon": "bacon"}
 SEEDS = [0, 1, 2]
 SEMI_SWITCHES = ["semi_use_bank", "semi_use_plce", "semi_use_oheml", "semi_use_ealign"]
 
@@ -412,7 +412,7 @@ def test_hand_written_configs_build_for_every_compared_method(registries, path):
 
     with open(path) as f:
         raw = yaml.safe_load(f)
-    for method in ["fixmatch", "daso", "abc", "acr", "semi", "simpro"]:
+    for method in ["fixmatch", "daso", "abc", "acr", "semi", "simpro", "bacon"]:
         notes = []
         args = build_args(method, str(path), {}, warn=notes.append)
         assert (args.num_train_iter, args.net, args.dataset) == (raw["num_train_iter"], raw["net"], raw["dataset"])
@@ -456,6 +456,18 @@ def test_simpro_files_carry_the_authors_per_dataset_values():
         small = cfg["dataset"] in ("cifar100", "imagenet127")
         assert (cfg["simpro_tau"], cfg["p_cutoff"]) == ((1.0, 0.2) if small else (2.0, 0.95)), path.name
         assert (cfg["simpro_ema_u"], cfg["simpro_scale_ratio"]) == (0.9, 0.0), path.name
+
+
+def test_bacon_files_carry_the_authors_values():
+    """The values of the authors' release (their bacon.py's constants, their configs' ABC keys)."""
+    configs = _by_method("fixmatch_bacon")
+    assert len(configs) == len(protocol_settings()) * len(SEEDS)
+    for path, cfg in configs.items():
+        values = (cfg["bacon_abc_p_cutoff"], cfg["bacon_proj_dim"], cfg["bacon_start_ratio"], cfg["bacon_T"],
+                  cfg["bacon_T_eps"], cfg["bacon_neg_weight"], cfg["bacon_neg_topk"], cfg["bacon_select_threshold"],
+                  cfg["bacon_freq_threshold"], cfg["bacon_freq_input"])
+        assert values == (0.95, 16, 0.5, 0.1, 0.0005, 64.0, 3, 0.98, 0.95, "logits"), path.name
+        assert "num_strong_views" not in cfg and cfg["uratio"] == 2, path.name  # USB's: one strong view
 
 
 # ------------------------------------------------------------------ config/simpro_paper (SimPro's authors' protocol)
