@@ -95,9 +95,9 @@ from ``sh/SimPro.sh`` of LeapLabTHU/SimPro): cosine learning rate 0.17, ``uratio
 (STL-10: 16) with two strong views, 43,000 iterations as 86 epochs of 500, an evaluation
 every 500, the labeled images kept out of the unlabeled set; CIFAR-10-LT (500, 4000) at
 gamma 150 and 100, CIFAR-100-LT (50, 400) at gamma 20 and 10 (consistent, uniform,
-reversed), STL-10-LT N1 = 450 at gamma 10 and 20. The authors' middle and head-tail
-unlabeled distributions and their ImageNet splits are not generated (USB's split draws
-neither).
+reversed, and the authors' middle and head-tail unlabeled distributions, ``ulb_distribution``,
+named with a ``_middle`` / ``_head-tail`` suffix), STL-10-LT N1 = 450 at gamma 10 and 20. The
+authors' ImageNet-127/1k splits are not generated.
 
 The semi_paper tree
 -------------------
@@ -136,7 +136,8 @@ MAX_LISTED = 20  # --check lists at most this many paths per kind of difference
 # Settings: one line each.  gamma_u: = gamma_l consistent, 1 uniform, -gamma_l reversed.
 # --------------------------------------------------------------------------------------------
 # img_size: None = the dataset's default; otherwise a variant named <dataset>_<img_size>
-Setting = namedtuple("Setting", "dataset n1 gamma_l m1 gamma_u img_size", defaults=(None,))
+# dist: None = USB's unlabeled distribution; "middle" / "head-tail" (ulb_distribution) otherwise
+Setting = namedtuple("Setting", "dataset n1 gamma_l m1 gamma_u img_size dist", defaults=(None, None))
 S = Setting
 
 SETTINGS = [
@@ -243,6 +244,7 @@ BASE = {
     "lb_imb_ratio": None,       # gamma_l
     "ulb_imb_ratio": None,      # gamma_u
     "ulb_num_labels": None,     # M1 (None: the dataset's own unlabeled set)
+    "ulb_distribution": OMIT,   # written only for a middle / head-tail setting
     "lr_schedule": OMIT,        # semi_usb's protocol keys (semi_paper tree)
     "num_strong_views": OMIT,
     "imb_algorithm": OMIT,
@@ -399,19 +401,11 @@ SIMPRO_PAPER = {
     "num_log_iter": 100,
 }
 SIMPRO_PAPER_SETTINGS = [
-    # the settings of sh/SimPro.sh whose unlabeled distribution USB can draw
-    S("cifar10", 500, 150, 4000, 150),
-    S("cifar10", 500, 150, 4000, 1),
-    S("cifar10", 500, 150, 4000, -150),
-    S("cifar10", 500, 100, 4000, 100),
-    S("cifar10", 500, 100, 4000, 1),
-    S("cifar10", 500, 100, 4000, -100),
-    S("cifar100", 50, 20, 400, 20),
-    S("cifar100", 50, 20, 400, 1),
-    S("cifar100", 50, 20, 400, -20),
-    S("cifar100", 50, 10, 400, 10),
-    S("cifar100", 50, 10, 400, 1),
-    S("cifar100", 50, 10, 400, -10),
+    # the CIFAR and STL-10 settings of sh/SimPro.sh: consistent, uniform, reversed, and its
+    # middle / head-tail unlabeled distributions (ulb_distribution)
+    *(S(ds, n1, g, m1, gu, dist=d) for ds, n1, m1, gammas in (("cifar10", 500, 4000, (150, 100)),
+                                                               ("cifar100", 50, 400, (20, 10)))
+      for g in gammas for gu, d in ((g, None), (1, None), (-g, None), (g, "middle"), (g, "head-tail"))),
     S("stl10", 450, 10, None, 1.0),
     S("stl10", 450, 20, None, 1.0),
 ]
@@ -442,7 +436,8 @@ def setting_tag(s):
     """``cifar10_lb1500_100_ulb3000_-100`` (the part of the name between method and seed)."""
     ds = s.dataset if s.img_size is None else f"{s.dataset}_{s.img_size}"
     m1 = "None" if s.m1 is None else str(s.m1)
-    return f"{ds}_lb{s.n1}_{_fmt_gamma(s.gamma_l)}_ulb{m1}_{_fmt_gamma(s.gamma_u)}"
+    dist = "" if s.dist is None else f"_{s.dist}"
+    return f"{ds}_lb{s.n1}_{_fmt_gamma(s.gamma_l)}_ulb{m1}_{_fmt_gamma(s.gamma_u)}{dist}"
 
 
 def config_name(method, setting, seed):
@@ -472,6 +467,8 @@ def build_config(method, setting, seed, tree=TREES[0]):
         "ulb_imb_ratio": setting.gamma_u,
         "ulb_num_labels": setting.m1,
     })
+    if setting.dist is not None:
+        cfg["ulb_distribution"] = setting.dist
     for key, value in method.keys.items():
         cfg[key] = value
     cfg.update(method.per_dataset.get(setting.dataset, {}))

@@ -4,6 +4,7 @@ exact resume, identical state on two DDP ranks, the quick start and ``--help``."
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 
@@ -319,6 +320,10 @@ def test_bacon_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     ckpt = load(os.path.join(only_run(tmp_path), "latest_model.pth"))
     assert set(ckpt["bacon_state"]) == {"labels", "feats", "class_freq", "centres"}
     capsys.readouterr()
+    assert main(["eval", "--checkpoint", os.path.join(only_run(tmp_path), "latest_model.pth")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # semilearn eval: the same head
+    assert evaluated["head"] == "aux"
+    assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
     assert main(["train", "--algorithm", "bacon", "--help"]) == 0
     lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
              if line.strip().startswith("--") and len(line.split()) > 1}

@@ -475,8 +475,9 @@ SIMPRO_PAPER_FILES = sorted((ROOT / "config" / "simpro_paper").glob("*/*.yaml"))
 
 
 def test_simpro_paper_tree_covers_the_authors_settings():
-    tags = [f"cifar10_lb500_{g}_ulb4000_{gu}" for g in (150, 100) for gu in (g, 1, -g)]
-    tags += [f"cifar100_lb50_{g}_ulb400_{gu}" for g in (20, 10) for gu in (g, 1, -g)]
+    kinds = lambda g: (g, 1, -g, f"{g}_middle", f"{g}_head-tail")  # noqa: E731
+    tags = [f"cifar10_lb500_{g}_ulb4000_{gu}" for g in (150, 100) for gu in kinds(g)]
+    tags += [f"cifar100_lb50_{g}_ulb400_{gu}" for g in (20, 10) for gu in kinds(g)]
     tags += [f"stl10_lb450_{g}_ulbNone_1.0" for g in (10, 20)]
     expected = {f"fixmatch_simpro/fixmatch_simpro_{t}_{s}.yaml" for t in tags for s in SEEDS}
     assert {f"{p.parent.name}/{p.name}" for p in SIMPRO_PAPER_FILES} == expected
@@ -495,3 +496,5 @@ def test_simpro_paper_files_build_in_the_authors_protocol(registries, path):
     assert (args.num_train_iter, args.epoch, args.num_eval_iter) == (43000, 86, 500)
     assert args.save_dir == "./saved_models/simpro_paper" and args.save_name == path.stem
     assert (args.simpro_tau, args.p_cutoff) == ((1.0, 0.2) if args.dataset == "cifar100" else (2.0, 0.95))
+    assert args.ulb_distribution == next((d for d in ("middle", "head-tail") if path.stem.endswith(f"_{d}_{args.seed}")),
+                                         "usb")

@@ -4,6 +4,7 @@ resume, identical state on two DDP ranks, the quick start and ``--help``."""
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 from types import SimpleNamespace
@@ -236,6 +237,10 @@ def test_simpro_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     assert set(ckpt["simpro_state"]) == {"pi_all", "pi_ulb", "adjustment_all", "adjustment_ulb", "lb_counts",
                                          "ulb_mass"}
     capsys.readouterr()
+    assert main(["eval", "--checkpoint", os.path.join(only_run(tmp_path), "latest_model.pth")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # semilearn eval: the same head
+    assert evaluated["head"] == "standard"
+    assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
     assert main(["train", "--algorithm", "simpro", "--help"]) == 0
     lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
              if line.strip().startswith("--") and len(line.split()) > 1}
@@ -318,7 +323,7 @@ def test_published_simpro_numbers_have_a_config_of_their_protocol():
 
     tree = Path(__file__).resolve().parents[1] / "config" / "simpro_paper" / "fixmatch_simpro"
     keys = [s for m, s in PUBLISHED if m == "fixmatch+simpro"]
-    assert len(keys) == 11
+    assert len(keys) == 17
     for setting in keys:
         e = lookup("fixmatch+simpro", setting)
         assert (e.protocol, e.statistic, e.network) == ("simpro", "best", "wrn_28_2")
