@@ -13,10 +13,10 @@ Without ``--check`` the script writes every file of the tree (only files whose t
 are rewritten) and deletes stale ``*.yaml`` files inside the method folders it owns.
 With ``--check`` it writes nothing and exits 1 if any file is missing, differs from what
 would be generated, or is stale, so CI can check that the tree is up to date.
-The plugin's algorithms (``acr``, ``semi``, ``cpe``, ``cdmad``) write their keys with the defaults of
-their own ``SSL_Argument`` declarations (``semi_usb/imb_algorithms/<name>/<name>.py``), so a
-default is declared once; for that the script imports ``semi_usb`` from this repository, and
-through it semilearn.
+The plugin's algorithms (``acr``, ``semi``, ``cpe``, ``cdmad``, ``simpro``, ``bacon``) write
+their keys with the defaults of their own ``SSL_Argument`` declarations
+(``semi_usb/imb_algorithms/<name>/<name>.py``), so a default is declared once; for that the
+script imports ``semi_usb`` from this repository, and through it semilearn.
 
 Layout and naming (USB's)::
 
@@ -311,12 +311,7 @@ SEMI_PER_DATASET = {
     "imagenet127": {"semi_decay_step": 200},
 }
 
-SIMPRO_KEYS = {
-    "imb_algorithm": "simpro",
-    "simpro_tau": 2.0,
-    "simpro_ema_u": 0.9,
-    "simpro_scale_ratio": 0.0,
-}
+SIMPRO_KEYS = declared_keys("simpro", ("simpro_tau", "simpro_ema_u", "simpro_scale_ratio"))
 # SimPro's authors (sh/SimPro.sh): tau 1.0 and threshold 0.2 on CIFAR-100 and ImageNet.
 SIMPRO_PER_DATASET = {
     "cifar100": {"simpro_tau": 1.0, "p_cutoff": 0.2},
@@ -324,21 +319,10 @@ SIMPRO_PER_DATASET = {
 }
 
 # BaCon: the authors' release (fqhank/AAAI24-BaCon-CISSL, its bacon.py and configs).
-BACON_KEYS = {
-    "imb_algorithm": "bacon",
-    "bacon_abc_p_cutoff": 0.95,
-    "bacon_abc_loss_ratio": 1.0,
-    "bacon_loss_ratio": 1.0,
-    "bacon_proj_dim": 16,
-    "bacon_start_ratio": 0.5,
-    "bacon_T": 0.1,
-    "bacon_T_eps": 0.0005,
-    "bacon_neg_weight": 64.0,
-    "bacon_neg_topk": 3,
-    "bacon_select_threshold": 0.98,
-    "bacon_freq_threshold": 0.95,
-    "bacon_freq_input": "logits",
-}
+BACON_KEYS = declared_keys("bacon", (
+    "bacon_abc_p_cutoff", "bacon_abc_loss_ratio", "bacon_loss_ratio", "bacon_proj_dim", "bacon_start_ratio", "bacon_T",
+    "bacon_T_eps", "bacon_neg_weight", "bacon_neg_topk", "bacon_select_threshold", "bacon_freq_threshold",
+    "bacon_freq_input"))
 
 METHODS = [
     Method("fixmatch", {}, {}, {}),
