@@ -412,16 +412,15 @@ TREE_NAMES = [t.name for t in TREES]
 # --------------------------------------------------------------------------------------------
 # Building and rendering
 # --------------------------------------------------------------------------------------------
-def _fmt_gamma(g):
-    return str(g)  # int -> "100" / "-100" / "1"; float -> "1.0" (USB's STL naming)
-
-
 def setting_tag(s):
-    """``cifar10_lb1500_100_ulb3000_-100`` (the part of the name between method and seed)."""
+    """``cifar10_lb1500_100_ulb3000_-100`` (the part of the name between method and seed):
+    values as written in the table (int -> ``100`` / ``-100``, float -> ``1.0``, USB's STL
+    naming; ``None``), by semi_usb's one setting-name formatter."""
+    from semi_usb.naming import format_setting
+
     ds = s.dataset if s.img_size is None else f"{s.dataset}_{s.img_size}"
-    m1 = "None" if s.m1 is None else str(s.m1)
     dist = "" if s.dist is None else f"_{s.dist}"
-    return f"{ds}_lb{s.n1}_{_fmt_gamma(s.gamma_l)}_ulb{m1}_{_fmt_gamma(s.gamma_u)}{dist}"
+    return format_setting(ds, s.n1, s.gamma_l, s.m1, s.gamma_u) + dist
 
 
 def config_name(method, setting, seed):

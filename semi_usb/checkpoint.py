@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .errors import CheckpointError, WriteError  # noqa: F401  (CheckpointError re-exported)
+from .errors import CheckpointError, WriteError
 
 # torch is imported by the functions that need it: atomic_write serves ``semilearn report``
 # too, which must not import torch.
@@ -97,14 +97,16 @@ def atomic_json_dump(obj: Any, path: str) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint on the CPU, with a one-line error if it is missing or unreadable."""
+def load_checkpoint(path: str, mmap: bool = False) -> dict:
+    """Read a checkpoint on the CPU, with a one-line error if it is missing or unreadable.
+    ``mmap``: map its tensors instead of reading them (a check that the file is a whole
+    checkpoint, before USB's ``load_model`` reads it, once)."""
     import torch
 
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # truncated, not a torch file, ...
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:

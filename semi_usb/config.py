@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError  # noqa: F401  (raised here, re-exported)
+from .errors import ConfigError
 from .imb_algorithms.arguments import RangeError
-from .naming import method_folder, method_label, method_name, rename_method, setting_name  # noqa: F401  (re-exported)
+from .naming import method_folder, method_label, method_name, rename_method, setting_name
 from .plugin import registries
 from .ulb_distribution import check as check_ulb_distribution
 
@@ -300,7 +300,6 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
     return args
 
 
-# --- command-line behaviour a user expects (issue 20): begin ---
 def follow_command_line(values: dict, file_values: dict, flags: dict, file_method: str, warn: Callable) -> None:
     """What the command line changes beyond the keys it names (README, "Train").
 
@@ -337,7 +336,6 @@ def follow_command_line(values: dict, file_values: dict, flags: dict, file_metho
         values["epoch"] = n // e if n % e == 0 else 1
         warn(f"note: epoch {values['epoch']} (the config's epoch {epoch} does not divide num_train_iter {n}; "
              + ("num_train_iter / num_eval_iter)" if n % e == 0 else "num_eval_iter does not divide it either)"))
-# --- command-line behaviour a user expects (issue 20): end ---
 
 
 def _convert(key: Key, raw: Any, source: str) -> Any:

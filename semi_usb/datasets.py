@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DataError  # noqa: F401  (raised here, re-exported)
+from .errors import DataError
 from .ulb_distribution import permuted_counts
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -16,13 +16,13 @@ def evaluate_checkpoint(args, checkpoint: str) -> dict:
 
     Nothing goes to stdout (the command prints the JSON there): USB's lines go to stderr
     with ``args.verbose``, else nowhere."""
-    ckpt = load_checkpoint(checkpoint)
+    load_checkpoint(checkpoint, mmap=True)  # one-line error if unreadable; load_weights reads it, once
     logger = run_logger(f"{args.save_name}.eval", None, "INFO", args.verbose)
     with usb_prints(logger, args.verbose, stdout=False):
-        return _evaluate(args, checkpoint, ckpt, logger)
+        return _evaluate(args, checkpoint, logger)
 
 
-def _evaluate(args, checkpoint: str, ckpt: dict, logger) -> dict:
+def _evaluate(args, checkpoint: str, logger) -> dict:
     from semilearn.core.utils import EMA
 
     seed_everything(args.seed)
@@ -35,7 +35,7 @@ def _evaluate(args, checkpoint: str, ckpt: dict, logger) -> dict:
     alg.ema.register()
     alg.ema.load(alg.ema_model)
     alg.evaluate("eval")
-    alg.it = int(ckpt["it"])
+    alg.it = int(alg.it)  # the checkpoint's, set by load_model
     summary = make_summary(args, alg)
     summary["checkpoint"] = os.path.abspath(checkpoint)
     return summary

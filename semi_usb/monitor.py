@@ -13,7 +13,7 @@ from semilearn.core.hooks import Hook, ParamUpdateHook
 from .checkpoint import append_line
 from .imb_algorithms.device import is_main_process
 from .layout import history_path
-from .errors import NonFiniteError  # noqa: F401  (raised here, re-exported)
+from .errors import NonFiniteError
 
 
 def _float(v) -> float:

@@ -56,13 +56,20 @@ def method_name(args: Any) -> str:
     return method_folder(args.algorithm, args.imb_algorithm)
 
 
+def format_setting(dataset: str, num_labels, lb_imb_ratio, ulb_num_labels, ulb_imb_ratio) -> str:
+    """The one formatter of a setting name: ``<dataset>_lb<N1>_<gamma_l>_ulb<M1>_<gamma_u>``,
+    each value written as given (``str``); :func:`setting_name` and :func:`make_setting`
+    choose the values, ``config/generate.py`` names its files with it."""
+    return f"{dataset}_lb{num_labels}_{lb_imb_ratio}_ulb{ulb_num_labels}_{ulb_imb_ratio}"
+
+
 def setting_name(args: Any) -> str:
     """USB's file naming without the seed, from the configuration, values as configured:
     ``cifar10_lb1500_100_ulb3000_-100`` (for an image folder, the folder's name stands for
     the dataset); an unlabeled distribution other than USB's is appended
     (``..._ulb4000_100_middle``, :mod:`semi_usb.ulb_distribution`)."""
     name = os.path.basename(os.path.normpath(args.data_dir)) if args.dataset == "imagefolder" else args.dataset
-    return (f"{name}_lb{args.num_labels}_{args.lb_imb_ratio}_ulb{args.ulb_num_labels}_{args.ulb_imb_ratio}"
+    return (format_setting(name, args.num_labels, args.lb_imb_ratio, args.ulb_num_labels, args.ulb_imb_ratio)
             + ulb_suffix(getattr(args, "ulb_distribution", "usb")))
 
 
@@ -77,8 +84,8 @@ def make_setting(dataset: str, num_labels: int, lb_imb_ratio: float,
     def fmt(x: float) -> str:
         return str(int(x)) if float(x).is_integer() else str(x)
 
-    return (f"{dataset}_lb{int(num_labels)}_{fmt(lb_imb_ratio)}"
-            f"_ulb{'None' if ulb_num_labels is None else int(ulb_num_labels)}_{fmt(ulb_imb_ratio)}")
+    return format_setting(dataset, int(num_labels), fmt(lb_imb_ratio),
+                          None if ulb_num_labels is None else int(ulb_num_labels), fmt(ulb_imb_ratio))
 
 
 def parse_setting(setting: str) -> dict:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
-from .naming import SETTING_RE, make_setting, normalise_method  # noqa: F401  (make_setting re-exported)
+from .naming import SETTING_RE, make_setting, normalise_method
 from .ulb_distribution import suffix as ulb_suffix
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
     "candidates",
     "canonical_setting",
     "lookup",
-    "make_setting",
 ]
 
 #: Backbone of USB's table and of most entries below.

@@ -115,7 +115,9 @@ def decide(args: Any) -> RunFolder:
     if args.resume and has_ckpt:
         from .checkpoint import load_checkpoint
 
-        load_checkpoint(args.load_path)  # one-line error if unreadable; USB would train from scratch
+        # one-line error if unreadable (USB would train from scratch); its tensors are read once,
+        # by the resume's load_model
+        load_checkpoint(args.load_path, mmap=True)
     if args.resume and not has_ckpt and os.path.abspath(args.load_path) != os.path.abspath(checkpoint_path(path)):
         raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
     if os.path.isdir(path) and run_files(path):

@@ -1,7 +1,7 @@
 """A run's logs: ``log.txt``, the console and TensorBoard's event files.
 
 USB's lines (``print_fn`` and semilearn's bare ``print`` calls) go to ``log.txt`` in USB's
-format, and to the console only with ``--verbose`` (issue 20: a quiet console). A write that
+format, and to the console only with ``--verbose`` (a quiet console). A write that
 fails (a full disk) stops the run with the one-line :class:`~semi_usb.errors.WriteError`
 naming the file, for ``log.txt`` and for TensorBoard alike (docs/reliability.md).
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging.handlers
+from dataclasses import dataclass
 import os
 import random
 import socket
@@ -22,16 +23,16 @@ import numpy as np
 import torch
 
 from . import compat, plugin
-from .checkpoint import CheckpointError, atomic_json_dump
-from .config import ConfigError
+from .checkpoint import atomic_json_dump
 from .datasets import write_data_caches
+from .errors import CheckpointError, ConfigError
 from .features import save_test_features
 from .imb_algorithms.device import is_main_rank, model_device
+from .layout import summary_path
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
 from .run_log import run_logger, tensorboard_log, usb_prints
-from .layout import summary_path
 from .run_folder import FINISHED, RESUME, RunFolder, claim, decide, read_summary, trim_history, write_run_files
 from .summary import make_summary
 
@@ -171,6 +172,24 @@ def build_algorithm(args, tb_log=None, logger=None):
         return get_algorithm(args, net_builder, tb_log, logger)
 
 
+@dataclass
+class WorkerRun:
+    """What one worker process trains: its configuration, its algorithm (built, placed,
+    loaded when resumed), its run folder and its place among the processes."""
+
+    args: object
+    alg: object
+    folder: RunFolder
+    gpu: int | None
+    main: bool  # the process that writes the run folder (imb_algorithms.device.is_main_rank)
+    level: str  # its log level
+    early: logging.handlers.MemoryHandler  # the log lines written before log.txt existed
+
+    @property
+    def resumed(self) -> bool:
+        return self.folder.state == RESUME
+
+
 def _worker(gpu, ngpus, args, folder: RunFolder):
     args.gpu = gpu
     seed_everything(args.seed)
@@ -180,14 +199,13 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
             args.rank = args.rank * ngpus + gpu
         torch.distributed.init_process_group(backend=args.dist_backend, init_method=args.dist_url,
                                              world_size=args.world_size, rank=args.rank)
-    path = folder.path
     main = is_main_rank(args.rank, ngpus)
     level = "INFO" if main else "WARNING"
     # Build first (data, split, network) and load the checkpoint to resume from (does it
     # fit?): where input errors surface. Only then write the run's files, so that a resume
     # with the wrong network does not replace its config.yaml, and a bad configuration
-    # leaves nothing on disk (the claimed folder, still empty, is removed by the claim). The log lines wait in memory until
-    # log.txt exists.
+    # leaves nothing on disk (the claimed folder, still empty, is removed by the claim). The
+    # log lines wait in memory until log.txt exists.
     early = logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1)
     logger = run_logger(args.save_name, None, level, args.verbose)
     logger.addHandler(early)
@@ -200,19 +218,19 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
             load_for_resume(args, alg)
     finally:
         logger.removeHandler(early)
-    if not main:
-        return _run(args, alg, path, gpu, early, level, resumed, main)
-    write_run_files(args)  # the folder is claimed and locked by train()
-    write_data_caches(alg)  # past every input check: a failed command leaves no cache
-    return _run(args, alg, path, gpu, early, level, resumed, main)
+    if main:
+        write_run_files(args)  # the folder is claimed and locked by train()
+        write_data_caches(alg)  # past every input check: a failed command leaves no cache
+    return _run(WorkerRun(args, alg, folder, gpu, main, level, early))
 
 
-def _run(args, alg, path, gpu, early, level, resumed, main):
+def _run(run: WorkerRun):
     """The part of a worker that writes into the run folder: logs, hooks, training, summary."""
     from . import preempt
     from .monitor import EvalHistoryHook, GuardedParamUpdateHook, ProgressHook
 
-    logger = run_logger(args.save_name, path, level, args.verbose)
+    args, alg, path, gpu, early, main = run.args, run.alg, run.folder.path, run.gpu, run.early, run.main
+    logger = run_logger(args.save_name, path, run.level, args.verbose)
     early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
     early.close()  # flushes the lines logged so far into log.txt
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
@@ -226,7 +244,7 @@ def _run(args, alg, path, gpu, early, level, resumed, main):
     stop = preempt.StopRequest()
     alg.register_hook(preempt.StopHook(stop), "StopHook", "LOWEST")  # after the checkpoint hook
 
-    if resumed:
+    if run.resumed:
         logger.info(f"resumed from {args.load_path} at iteration {alg.it}")
         trim_history(path, alg.it)
     elif args.resume:  # killed before its first checkpoint: starts over, so does the history

@@ -13,10 +13,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, as_flags
+from conftest import QUICKSTART, as_flags
 from semi_usb.cli import main
 
-QUICKSTART = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
 # Method settings that make every part of the state move within a dozen iterations:
 # p_cutoff 0.12 lets pseudo-labels pass (memory bank, pseudo-label histogram, tau1
 # estimate), semi_warmup_iter 2 switches PLCE, OHEML and Embedding Align on early, and

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO
+from conftest import QUICKSTART, REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from semi_usb.imb_algorithms.acr.balanced_head import (adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask,
@@ -349,7 +349,7 @@ def test_another_base_is_refused_when_built_directly(method):
     from semi_usb.config import build_args
     from semi_usb.runner import build_algorithm
 
-    args = build_args(method, os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), {"save_dir": "/nonexistent"})
+    args = build_args(method, QUICKSTART, {"save_dir": "/nonexistent"})
     args.algorithm = "flexmatch"
     with pytest.raises(ValueError, match=rf"^{method} runs on fixmatch only \(got flexmatch\)$"):
         build_algorithm(args)

@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import QUICKSTART, REPO
 
-DIGITS = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
 
 
 def _bench(script: str, *args: str, cwd) -> None:
@@ -22,11 +21,11 @@ def _bench(script: str, *args: str, cwd) -> None:
 def test_benchmarks_append_their_tables(tmp_path):
     out = str(tmp_path / "perf" / "performance.md")
     data = ["--data_dir", str(tmp_path / "data"), "--save_dir", str(tmp_path / "runs")]
-    _bench("bench_steps.py", "--config", DIGITS, "--net", "cnn_tiny", "--threads", "1", "--batches", "2",
+    _bench("bench_steps.py", "--config", QUICKSTART, "--net", "cnn_tiny", "--threads", "1", "--batches", "2",
            "--warmup", "1", "--rounds", "2", "--steps", "1", "--out", out, *data, cwd=tmp_path)
     _bench("bench_bank.py", "--device", "cpu", "--classes", "10", "--sizes", "16", "--dim", "8", "--n", "32",
            "--reps", "2", "--warmup", "1", "--ref-budget", "0.01", "--out", out, cwd=tmp_path)
-    _bench("bench_pipeline.py", "--algorithm", "semi", "--config", DIGITS, "--steps", "3", "--warmup", "1",
+    _bench("bench_pipeline.py", "--algorithm", "semi", "--config", QUICKSTART, "--steps", "3", "--warmup", "1",
            "--out", out, *data, cwd=tmp_path)
     with open(out, encoding="utf-8") as f:
         text = f.read()

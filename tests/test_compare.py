@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from conftest import REPO, cli, run_summary
+from conftest import QUICKSTART, REPO, cli, run_summary
 from semi_usb.cli import main
 from semi_usb.compare import run_all
 
@@ -24,7 +24,7 @@ SEEDS = (0, 1)
 def _compare(save_dir, *extra) -> list:
     return ["compare", "--algorithms", ",".join(ALGORITHMS), "--setting", SETTING, "--seeds",
             ",".join(map(str, SEEDS)), "--jobs", "2", "--config",
-            os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--save_dir", str(save_dir),
+            QUICKSTART, "--save_dir", str(save_dir),
             "--num_train_iter", "6", "--epoch", "1", "--num_eval_iter", "3", "--num_log_iter", "3",
             "--batch_size", "8", "--semi_warmup_iter", "2", "--use_tensorboard", "False",
             "--semi_usb_num_threads", "1", *extra]

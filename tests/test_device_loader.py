@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from test_acr import build
+from conftest import build_on_digits as build
 from semi_usb import device_loader
 
 

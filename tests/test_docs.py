@@ -175,3 +175,20 @@ def test_other_pages_name_existing_keys_unless_planned(name):
     text = "\n".join(line for line in _prose(REPO / "docs" / name).splitlines() if "(planned)" not in line)
     missing = sorted(k for k in _plugin_keys(text) if not _defined_as_config_key(k, source))
     assert not missing, f"docs/{name} names keys that no argument defines (mark them (planned)?): {missing}"
+
+
+def test_readme_code_map_names_every_module():
+    """The README's code map has a row for every module of the package (an algorithm's
+    package ``__init__.py`` through the row ``semi_usb/imb_algorithms/<name>/__init__.py``)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    code_map = text[text.index("### Code map"):]
+    code_map = code_map[:code_map.index("\n## ")]
+    rows = set(re.findall(r"^\| `(semi_usb/[^`]+)` \|", code_map, re.M))
+    modules = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "semi_usb").rglob("*.py"))
+    assert len(modules) > 60
+    algorithm_package = re.compile(r"^semi_usb/imb_algorithms/\w+/__init__\.py$")
+    missing = [m for m in modules if m not in rows
+               and not (algorithm_package.match(m) and "semi_usb/imb_algorithms/<name>/__init__.py" in rows)]
+    assert not missing, f"README's code map lacks {missing}"
+    gone = sorted(r for r in rows if "<name>" not in r and not (REPO / r).is_file())
+    assert not gone, f"README's code map names modules that do not exist: {gone}"

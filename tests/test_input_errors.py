@@ -16,7 +16,7 @@ import textwrap
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import QUICKSTART, REPO
 from semi_usb.cli import main
 from run_helpers import digits_cfg, digits_yaml, flags, small_folder, tmpfs, tree  # noqa: F401  (fixtures)
 
@@ -258,7 +258,8 @@ def test_every_numeric_key_has_a_declared_range_or_none():
 
 @pytest.mark.parametrize("flag,value,expected", [
     ("--semi_bank_size", "0", "must be >= 1, got 0"), ("--semi_oheml_s", "1.5", "must be in [0, 1], got 1.5"),
-    ("--acr_T", "0", "must be > 0, got 0.0"), ("--acr_class_vector", "sum", "invalid one of acr_code, presence, counts value: 'sum'"),
+    ("--acr_T", "0", "must be > 0, got 0.0"),
+    ("--acr_class_vector", "sum", "invalid one of acr_code, presence, counts value: 'sum'"),
 ])
 def test_usb_own_argparse_refuses_a_value_out_of_its_declared_range(capsys, flag, value, expected):
     """The range is part of the key's SSL_Argument type: USB's train.py, which adds the
@@ -334,7 +335,8 @@ def test_bad_data_or_save_dir_is_one_line_and_save_dir_is_unchanged(small_folder
 def test_a_one_class_image_folder_is_refused_by_the_loader(small_folder):
     import argparse
 
-    from semi_usb.datasets import DataError, ImageSet, build_ssl_datasets, read_image_folder
+    from semi_usb.datasets import ImageSet, build_ssl_datasets, read_image_folder
+    from semi_usb.errors import DataError
 
     import shutil
 
@@ -432,7 +434,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
     writing a bigger one fails with ENOSPC: one-line CheckpointError, old file intact."""
     import torch
 
-    from semi_usb import compat
+    from semi_usb.compat import trainer
     from semi_usb.errors import CheckpointError
 
     with tmpfs(tmp_path / "small", "2m") as mnt:
@@ -450,7 +452,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
                 raise AssertionError("reported as saved")
 
         with pytest.raises(CheckpointError) as err:
-            compat._save_model(Alg(), "latest_model.pth", str(mnt))
+            trainer._save_model(Alg(), "latest_model.pth", str(mnt))
         msg = str(err.value)
         assert "\n" not in msg and msg.startswith(f"cannot write checkpoint {old} (No space left on device)")
         assert "previous checkpoint is intact" in msg
@@ -463,7 +465,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
 def test_compare_validates_every_run_before_the_first_starts(tmp_path, capsys):
     save_dir = tmp_path / "cmp"
     code = main(["compare", "--algorithms", "fixmatch,semi", "--setting", "digits_lb40_10_ulb90_10", "--seeds", "0,1",
-                 "--config", os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--save_dir", str(save_dir),
+                 "--config", QUICKSTART, "--save_dir", str(save_dir),
                  "--num_train_iters", "6"])
     err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
@@ -477,7 +479,7 @@ def test_compare_refuses_a_key_it_sets_per_run(tmp_path, capsys, flag, expected)
     """`--seed 3` is not taken for `--seeds` (no prefix matching) nor passed to every run,
     which would train seed 3 three times under the names of seeds 0, 1 and 2."""
     code = main(["compare", "--algorithms", "fixmatch", "--setting", "digits_lb40_10_ulb90_10", "--config",
-                 os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--save_dir", str(tmp_path / "cmp"),
+                 QUICKSTART, "--save_dir", str(tmp_path / "cmp"),
                  flag, "3"])
     err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
     assert code == 2 and err == [f"semilearn compare: error: {expected}"], err

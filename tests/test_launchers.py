@@ -8,7 +8,7 @@ import os
 import pytest
 
 from conftest import REPO
-from semi_usb.config import ConfigError
+from semi_usb.errors import ConfigError
 from semi_usb.grid import GRIDS, axes, plan_grid
 from semi_usb.layout import find_runs
 from semi_usb.launchers import slurm
@@ -187,9 +187,9 @@ def test_a_report_over_folders_of_runs_leaves_out_unfinished_ones(tmp_path, caps
     still training (config.yaml, no summary.json) is left out with a note, and named
     alone it is a one-line error saying it is not finished."""
     from semi_usb.cli import main
-    from test_report import _write_run
+    from conftest import write_run
 
-    done = _write_run(tmp_path / "all" / "ablation" / "no_plce", "fixmatch", 0)
+    done = write_run(tmp_path / "all" / "ablation" / "no_plce", "fixmatch", 0)
     training = tmp_path / "all" / "main" / "fixmatch_1"
     training.mkdir(parents=True)
     (training / "config.yaml").write_text("seed: 1\n")

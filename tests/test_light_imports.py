@@ -13,11 +13,10 @@ import ast
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO
 
 PACKAGE = os.path.join(REPO, "semi_usb")
 HEAVY = ("torch", "torchvision", "semilearn", "matplotlib", "numpy", "sklearn", "PIL")
@@ -87,9 +86,9 @@ needs_light_package = pytest.mark.skipif(
 
 @needs_light_package
 def test_report_and_help_end_to_end_without_torch(tmp_path):
-    from test_report import _write_run
+    from conftest import write_run
 
-    run = _write_run(tmp_path / "runs", "fixmatch", 0)
+    run = write_run(tmp_path / "runs", "fixmatch", 0)
     code = ("import sys\nfrom semi_usb.cli import main\n"
             f"assert main(['report', {str(run)!r}, '--out', {str(tmp_path / 'out')!r}, '--no-plots']) == 0\n"
             "heavy = [m for m in ('torch', 'semilearn', 'matplotlib') if m in sys.modules]\n"
@@ -100,8 +99,11 @@ def test_report_and_help_end_to_end_without_torch(tmp_path):
 
 
 @needs_light_package
-def test_help_answers_in_under_two_seconds():
-    t0 = time.perf_counter()
-    proc = subprocess.run(cli("--help"), capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0 and "report" in proc.stdout
-    assert time.perf_counter() - t0 < 2.0
+def test_help_answers_without_importing_anything_heavy():
+    """``semilearn --help`` is quick because it imports none of torch, semilearn, matplotlib,
+    numpy (checked in a fresh interpreter, not by a clock that a loaded machine breaks)."""
+    code = ("import sys\nfrom semi_usb.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n"
+            "    assert stop.code == 0, stop.code\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\nassert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and "report" in proc.stdout, proc.stderr[-2000:]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from semi_usb.naming import make_setting
 from semi_usb.published import (PROTOCOLS, PUBLISHED, STATISTICS, USB_SOURCE, USB_STL_COLUMNS,
-                                USB_TABLE_COLUMNS, candidates, canonical_setting, lookup,
-                                make_setting)
+                                USB_TABLE_COLUMNS, candidates, canonical_setting, lookup)
 
 SOURCES = Path(__file__).resolve().parent / "published_sources"
 PACKAGE = Path(__file__).resolve().parents[1] / "semi_usb"

@@ -10,89 +10,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import struct
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pytest
 
-from semi_usb.published import make_setting
-from semi_usb.report import (ReportError, aggregate, format_pm, geometric_mean_recall,
-                             head_medium_tail_split, late_gain, load_run, main)
-
-C = 10
-NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-         "truck"]
-# Class 0 has the fewest labels, so sorted by labeled count (desc) the order is
-# 1,2,3 | 4,5,6,7 | 8,9,0  -> head {1,2,3}, medium {4,5,6,7}, tail {8,9,0}.
-LB_COUNTS = [10, 100, 90, 80, 70, 60, 50, 40, 30, 20]
-SETTING_A = "cifar10_lb1500_100_ulb3000_100"  # USB table: fixmatch 76.69
-SETTING_B = "cifar10_lb1500_100_ulb3000_50"   # not published
-
-BASE = {
-    "fixmatch": [0.2, 0.9, 0.8, 0.9, 0.6, 0.5, 0.7, 0.4, 0.3, 0.5],
-    "fixmatch+semi": [0.0, 0.95, 0.9, 0.9, 0.8, 0.8, 0.8, 0.7, 0.6, 0.7],
-}
-# Per run: top-1 of the 7 evaluations and the factor multiplying BASE in each.
-TOP1 = {
-    ("fixmatch", 0): [0.10, 0.20, 0.50, 0.70, 0.60, 0.80, 0.65],   # last5 median .65, best .80 @6
-    ("fixmatch", 1): [0.10, 0.30, 0.55, 0.75, 0.62, 0.70, 0.85],   # last5 median .70, best .85 @7
-    ("fixmatch+semi", 0): [0.2, 0.4, 0.70, 0.80, 0.75, 0.78, 0.82],  # median .78, best .82 @7
-    ("fixmatch+semi", 1): [0.2, 0.4, 0.72, 0.74, 0.90, 0.76, 0.80],  # median .76, best .90 @5
-}
-FACTOR = {
-    ("fixmatch", 0): [0.3, 0.5, 0.9, 1.0, 0.8, 1.1, 0.95],   # last5 median .95; @best 1.1
-    ("fixmatch", 1): [0.3, 0.5, 0.7, 1.0, 0.9, 0.8, 1.05],   # last5 median .90; @best 1.05
-    ("fixmatch+semi", 0): [0.3, 0.5, 0.9, 1.0, 0.8, 0.9, 0.95],  # median .90
-    ("fixmatch+semi", 1): [0.3, 0.5, 0.7, 1.0, 0.9, 0.8, 1.0],   # median .90
-}
-
-
-def _summary(method: str, seed: int, ulb_imb_ratio: int = 100, net: str = "wrn_28_2",
-             final: Optional[Dict] = None, best: Optional[Dict] = None) -> Dict:
-    algo, _, imb = method.partition("+")
-    cm = [[(90 if i == j else 1) + seed for j in range(C)] for i in range(C)]
-    return {
-        "algorithm": algo, "imb_algorithm": imb or None, "method": method,
-        "dataset": "cifar10", "net": net, "seed": seed, "num_classes": C,
-        "num_labels": 1500, "ulb_num_labels": 3000, "lb_imb_ratio": 100,
-        "ulb_imb_ratio": ulb_imb_ratio,
-        "setting": make_setting("cifar10", 1500, 100, 3000, ulb_imb_ratio),
-        "num_train_iter": 7168, "iterations_done": 7168, "batch_size": 64, "uratio": 2,
-        "model": "ema", "head": "balanced" if imb else "standard",
-        "final": final or {"it": 7168, "top1": 0.5, "balanced_acc": 0.5,
-                           "per_class_acc": [0.5] * C, "confusion_matrix": cm,
-                           "class_names": NAMES},
-        "best": best or {"it": 6144, "top1": 0.9},
-        "lb_class_counts": LB_COUNTS, "ulb_class_counts": [300] * C,
-        "hardware": {"device": "cpu", "cpu": "test cpu", "num_threads": 2},
-        "versions": {"semi_usb": "0.1.0", "semilearn": "0.3.2", "torch": "x",
-                     "python": "3.11.7"},
-        "wall_time_s": 1.0, "date": f"2026-11-2{seed}T10:00:00",
-    }
-
-
-def _write_run(root: Path, method: str, seed: int, with_history: bool = True, **kw) -> Path:
-    d = root / f"{method}_{seed}_{kw.get('ulb_imb_ratio', 100)}"
-    d.mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps(_summary(method, seed, **kw)))
-    if with_history:
-        lines = []
-        for k, (t, f) in enumerate(zip(TOP1[(method, seed)], FACTOR[(method, seed)])):
-            pca = [b * f for b in BASE[method]]
-            lines.append(json.dumps({"it": 1024 * (k + 1), "top1": t,
-                                     "balanced_acc": sum(pca) / C, "per_class_acc": pca}))
-        (d / "eval_history.jsonl").write_text("\n".join(lines) + "\n")
-    return d
+from conftest import BASE, C, LB_COUNTS, SETTING_A, SETTING_B, pair, report_summary, table_rows, write_run
+from semi_usb.errors import ReportError
+from semi_usb.report import (aggregate, format_pm, geometric_mean_recall, head_medium_tail_split, late_gain,
+                             load_run, main)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    dirs = [_write_run(root, m, s) for m in ("fixmatch+semi", "fixmatch") for s in (1, 0)]
+    dirs = [write_run(root, m, s) for m in ("fixmatch+semi", "fixmatch") for s in (1, 0)]
     # One run of a non-published setting, without history (summary fallback, n=1).
-    dirs.append(_write_run(root, "fixmatch", 0, with_history=False, ulb_imb_ratio=50,
+    dirs.append(write_run(root, "fixmatch", 0, with_history=False, ulb_imb_ratio=50,
                            final={"it": 7168, "top1": 0.5, "balanced_acc": 0.5,
                                   "per_class_acc": [0.5] * C, "class_names": None},
                            best={"it": 5120, "top1": 0.6}))
@@ -102,72 +36,49 @@ def report(tmp_path_factory):
     return {"root": root, "dirs": dirs, "out": out}
 
 
-def _table_rows(md: str, setting: str, header_start: str) -> Dict[str, List[str]]:
-    """Rows (method -> cells) of the first table after `## setting` whose header starts so."""
-    section = md.split(f"## {setting}\n", 1)[1].split("\n## ", 1)[0]
-    lines = section.splitlines()
-    start = next(i for i, l in enumerate(lines) if l.startswith(header_start))
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = cells
-    return rows
-
-
-def _pm(mean: float, std: float) -> str:
-    return f"{mean * 100:.2f} ± {std * 100:.2f}"
-
-
-def _pair(a: float, b: float) -> str:
-    """mean ± sample std (ddof=1) of two values, by hand: std = |a-b|/sqrt(2)."""
-    return _pm((a + b) / 2, abs(a - b) / math.sqrt(2))
-
-
 def test_main_table_numbers(report):
     md = (report["out"] / "results.md").read_text()
-    rows = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
+    rows = table_rows(md, SETTING_A, "| method | seeds | top-1 final")
     assert list(rows) == ["fixmatch", "fixmatch+semi"]  # fixed method order
     fm, semi = rows["fixmatch"], rows["fixmatch+semi"]
     # columns: method, seeds, top1 final, top1 best, published, bal, head, med, tail, gmean, late gain
     assert fm[1] == "0, 1 (n=2)"
     assert fm[2] == "67.50 ± 3.54"          # median of last 5: .65 and .70
     assert fm[3] == "82.50 ± 3.54"          # best: .80 and .85
-    assert semi[2] == _pair(0.78, 0.76) == "77.00 ± 1.41"
-    assert semi[3] == _pair(0.82, 0.90) == "86.00 ± 5.66"
+    assert semi[2] == pair(0.78, 0.76) == "77.00 ± 1.41"
+    assert semi[3] == pair(0.82, 0.90) == "86.00 ± 5.66"
     # per-class metrics: per-class = BASE * factor; median factor .95 (seed 0), .90 (seed 1)
     b = BASE["fixmatch"]
     bal = sum(b) / C                                        # 0.58
     head, med, tail = (b[1] + b[2] + b[3]) / 3, (b[4] + b[5] + b[6] + b[7]) / 4, \
         (b[8] + b[9] + b[0]) / 3
     gm = math.prod(b) ** (1 / C)
-    assert fm[5] == _pair(bal * 0.95, bal * 0.90) == "53.65 ± 2.05"
-    assert fm[6] == _pair(head * 0.95, head * 0.90) == "80.17 ± 3.06"
-    assert fm[7] == _pair(med * 0.95, med * 0.90)
-    assert fm[8] == _pair(tail * 0.95, tail * 0.90) == "30.83 ± 1.18"
-    assert fm[9] == _pair(gm * 0.95, gm * 0.90)
+    assert fm[5] == pair(bal * 0.95, bal * 0.90) == "53.65 ± 2.05"
+    assert fm[6] == pair(head * 0.95, head * 0.90) == "80.17 ± 3.06"
+    assert fm[7] == pair(med * 0.95, med * 0.90)
+    assert fm[8] == pair(tail * 0.95, tail * 0.90) == "30.83 ± 1.18"
+    assert fm[9] == pair(gm * 0.95, gm * 0.90)
     # SeMi base has a zero-recall class -> G-mean exactly 0
     assert semi[9] == "0.00 ± 0.00"
     assert fm[10] == semi[10] == "—"  # 7 evaluations: too few for a late gain
     sb = BASE["fixmatch+semi"]
-    assert semi[6] == _pair((sb[1] + sb[2] + sb[3]) / 3 * 0.9, (sb[1] + sb[2] + sb[3]) / 3 * 0.9)
+    assert semi[6] == pair((sb[1] + sb[2] + sb[3]) / 3 * 0.9, (sb[1] + sb[2] + sb[3]) / 3 * 0.9)
 
     # Metrics at the best evaluation: factors 1.1 (seed 0, it 6144) and 1.05 (seed 1, it 7168)
-    best = _table_rows(md, SETTING_A, "| method | seeds | best it")
+    best = table_rows(md, SETTING_A, "| method | seeds | best it")
     assert best["fixmatch"][2] == "6144, 7168"
     assert best["fixmatch"][3] == "82.50 ± 3.54"
-    assert best["fixmatch"][5] == _pair(head * 1.1, head * 1.05)
+    assert best["fixmatch"][5] == pair(head * 1.1, head * 1.05)
     assert best["fixmatch+semi"][2] == "7168, 5120"  # seeds 0, 1
 
 
 def test_published_column_and_header(report):
     md = (report["out"] / "results.md").read_text()
-    a = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
+    a = table_rows(md, SETTING_A, "| method | seeds | top-1 final")
     assert "published top-1 (not ours)" in md
     assert a["fixmatch"][4] == "76.69"       # USB's table, C10 1500/3000 g100 consistent
     assert a["fixmatch+semi"][4] == ""       # no published SeMi number
-    b = _table_rows(md, SETTING_B, "| method | seeds | top-1 final")
+    b = table_rows(md, SETTING_B, "| method | seeds | top-1 final")
     assert b["fixmatch"][4] == ""            # gamma_u = 50: no published number
     # n=1 fallback to summary.final, best from summary.best
     assert b["fixmatch"][1] == "0 (n=1)"
@@ -239,7 +150,7 @@ def test_deterministic(report, tmp_path):
         assert (out2 / name).read_bytes() == (report["out"] / name).read_bytes(), name
 
 
-def test_error_missing_summary(tmp_path, capsys):
+def test_error_missingreport_summary(tmp_path, capsys):
     bad = tmp_path / "not_a_run"
     bad.mkdir()
     rc = main([str(bad), "--out", str(tmp_path / "out")])
@@ -253,7 +164,7 @@ def test_error_missing_summary(tmp_path, capsys):
 
 
 def test_error_bad_history(tmp_path, capsys):
-    d = _write_run(tmp_path, "fixmatch", 0)
+    d = write_run(tmp_path, "fixmatch", 0)
     with (d / "eval_history.jsonl").open("a") as fh:
         fh.write("{not json\n")
     assert main([str(d), "--out", str(tmp_path / "o")]) == 2
@@ -291,14 +202,14 @@ def test_late_gain_column(tmp_path):
     for seed, curve in top1.items():
         d = tmp_path / f"run{seed}"
         d.mkdir()
-        (d / "summary.json").write_text(json.dumps(_summary("fixmatch", seed)))
+        (d / "summary.json").write_text(json.dumps(report_summary("fixmatch", seed)))
         (d / "eval_history.jsonl").write_text("".join(
             json.dumps({"it": 100 * (k + 1), "top1": t, "per_class_acc": [t] * C}) + "\n"
             for k, t in enumerate(curve)))
         dirs.append(str(d))
     assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "results.md").read_text()
-    assert _table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch"][10] == _pair(0.2, 0.1)
+    assert table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch"][10] == pair(0.2, 0.1)
     with (tmp_path / "out" / "results.csv").open(newline="") as fh:
         (row,) = csv.DictReader(fh)
     assert float(row["top1_late_gain_mean"]) == pytest.approx(15.0) and row["top1_late_gain_n"] == "2"
@@ -309,7 +220,7 @@ def test_header_names_the_cpu_model_and_cores(tmp_path):
     show them in the header; runs of two machines list both."""
     dirs = []
     for seed, model in ((0, "AMD EPYC"), (1, "Intel Xeon")):
-        d = _write_run(tmp_path / "runs", "fixmatch", seed)
+        d = write_run(tmp_path / "runs", "fixmatch", seed)
         summary = json.loads((d / "summary.json").read_text())
         summary["hardware"] = {"device": "cpu", "cpu": "x86_64", "cpu_model": model, "cpu_count": 2, "num_threads": 1}
         (d / "summary.json").write_text(json.dumps(summary))
@@ -331,12 +242,12 @@ def test_protocol_columns_and_warning_on_shared_keys(tmp_path):
                                  "include_lb_to_ulb": True, "lr": 0.03, "save_dir": "b", "semi_bank_size": 128}}
     dirs = []
     for method, config in configs.items():
-        d = _write_run(tmp_path, method, 0)
+        d = write_run(tmp_path, method, 0)
         (d / "config.yaml").write_text(yaml.safe_dump(config))
         dirs.append(str(d))
     assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "results.md").read_text()
-    rows = _table_rows(md, SETTING_A, "| method | lr_schedule")
+    rows = table_rows(md, SETTING_A, "| method | lr_schedule")
     assert rows["fixmatch"][1:] == ["usb", "1", "0.95", "False"]
     assert rows["fixmatch+semi"][1:] == ["cosine", "2", "0.7", "True"]
     warnings = [line for line in md.splitlines() if "the methods compared differ" in line]
@@ -361,7 +272,7 @@ def test_variants_of_one_method_are_separate_rows(tmp_path):
     dirs = []
     for name in list(variants) + usual:
         for seed in (0, 1):
-            d = _write_run(tmp_path / f"{name}_{len(dirs)}", "fixmatch+semi", seed)
+            d = write_run(tmp_path / f"{name}_{len(dirs)}", "fixmatch+semi", seed)
             config = {**base, **variants[name], "seed": seed, "save_dir": str(d.parent)}
             (d / "config.yaml").write_text(yaml.safe_dump(config))
             dirs.append(d)
@@ -369,6 +280,6 @@ def test_variants_of_one_method_are_separate_rows(tmp_path):
     assert labels[:6] == ["fixmatch+semi"] * 2 + ["fixmatch+semi (p_cutoff 0.7)"] * 2 \
         + ["fixmatch+semi (semi_use_plce False)"] * 2
     assert main([str(d) for d in dirs] + ["--out", str(tmp_path / "out"), "--no-plots"]) == 0
-    rows = _table_rows((tmp_path / "out" / "results.md").read_text(), SETTING_A, "| method | lr_schedule")
+    rows = table_rows((tmp_path / "out" / "results.md").read_text(), SETTING_A, "| method | lr_schedule")
     assert list(rows) == ["fixmatch+semi", "fixmatch+semi (p_cutoff 0.7)", "fixmatch+semi (semi_use_plce False)"]
     assert rows["fixmatch+semi (p_cutoff 0.7)"][3] == "0.7"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from semi_usb.report import main
-from test_report import SETTING_A, SETTING_B, TOP1, _pair, _table_rows, _write_run
+from conftest import SETTING_A, SETTING_B, TOP1, pair, table_rows, write_run
 
 ECE = {("fixmatch", 0): [0.30, 0.25, 0.20, 0.10, 0.12, 0.08, 0.11],   # last 5 median .11, @best (6) .08
        ("fixmatch", 1): [0.30, 0.25, 0.20, 0.15, 0.14, 0.13, 0.07],   # last 5 median .14, @best (7) .07
@@ -23,9 +23,9 @@ ACR_KEYS = {"lr_schedule": "cosine", "num_strong_views": 2, "uratio": 1, "includ
 
 
 def _run(root: Path, method: str, seed: int, keys: dict, bins: bool = True) -> Path:
-    d = _write_run(root / keys["lr_schedule"], method, seed) if method in ("fixmatch", "fixmatch+semi") else None
+    d = write_run(root / keys["lr_schedule"], method, seed) if method in ("fixmatch", "fixmatch+semi") else None
     if d is None:  # ACR: fixmatch's curve under another method name
-        d = _write_run(root / "acr_tmp", "fixmatch", seed)
+        d = write_run(root / "acr_tmp", "fixmatch", seed)
         s = json.loads((d / "summary.json").read_text())
         s.update(method=method, imb_algorithm="acr", head="balanced")
         (d / "summary.json").write_text(json.dumps(s))
@@ -48,19 +48,19 @@ def out(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = [_run(root, "fixmatch", s, USB_KEYS) for s in (0, 1)]
     dirs += [_run(root / "acr", "fixmatch+acr", s, ACR_KEYS) for s in (0, 1)]
-    dirs.append(_write_run(root / "old", "fixmatch+semi", 0, ulb_imb_ratio=50))  # recorded before the ECE
+    dirs.append(write_run(root / "old", "fixmatch+semi", 0, ulb_imb_ratio=50))  # recorded before the ECE
     assert main([str(d) for d in dirs] + ["--out", str(root / "out")]) == 0
     return root / "out"
 
 
 def test_ece_columns_csv_and_reliability_figure(out):
     md = (out / "results.md").read_text()
-    final = _table_rows(md, SETTING_A, "| method | seeds | top-1 final")
-    assert final["fixmatch"][11] == _pair(0.11, 0.14)            # the median of the last 5, per run
-    assert final["fixmatch+acr"][11] == _pair(0.2, 0.3)
-    best = _table_rows(md, SETTING_A, "| method | seeds | best it")
-    assert best["fixmatch"][9] == _pair(0.08, 0.07)              # at each run's best top-1
-    assert _table_rows(md, SETTING_B, "| method | seeds | top-1 final")["fixmatch+semi"][11] == "—"
+    final = table_rows(md, SETTING_A, "| method | seeds | top-1 final")
+    assert final["fixmatch"][11] == pair(0.11, 0.14)            # the median of the last 5, per run
+    assert final["fixmatch+acr"][11] == pair(0.2, 0.3)
+    best = table_rows(md, SETTING_A, "| method | seeds | best it")
+    assert best["fixmatch"][9] == pair(0.08, 0.07)              # at each run's best top-1
+    assert table_rows(md, SETTING_B, "| method | seeds | top-1 final")["fixmatch+semi"][11] == "—"
     assert "**ECE** = expected calibration error" in md
     with (out / "results.csv").open(newline="") as fh:
         rows = {r["method"] + r["setting"]: r for r in csv.DictReader(fh)}
@@ -79,9 +79,9 @@ def test_leaderboard_like_for_like_with_marks(out):
     board = (out / "leaderboard.md").read_text()
     best, final = board.split("## Final top-1", 1)
     fm = sum(max(TOP1[("fixmatch", s)]) for s in (0, 1)) * 50    # mean best top-1, %
-    assert f"| fixmatch | {_pair(0.80, 0.85)} / 76.69, Δ {fm - 76.69:+.2f} |" in best
-    assert f"| fixmatch+acr | {_pair(0.80, 0.85)} / 84.10, Δ {fm - 84.10:+.2f} |" in best
-    assert f"| fixmatch | {_pair(0.65, 0.70)} |" in final and "/ 76.69" not in final
+    assert f"| fixmatch | {pair(0.80, 0.85)} / 76.69, Δ {fm - 76.69:+.2f} |" in best
+    assert f"| fixmatch+acr | {pair(0.80, 0.85)} / 84.10, Δ {fm - 84.10:+.2f} |" in best
+    assert f"| fixmatch | {pair(0.65, 0.70)} |" in final and "/ 76.69" not in final
     assert "ᵃ" not in board and "ᵘ" not in board
     assert "ACR paper (Wei & Gan, CVPR 2023)" in board and "(best, acr protocol, wrn_28_2)" in board
 
@@ -94,7 +94,7 @@ def test_leaderboard_marks_another_protocol(tmp_path):
     board = (tmp_path / "out_u" / "leaderboard.md").read_text()
     assert "/ 84.25, Δ" in board and "CPE-LTSSL" in board and "ᵃ" not in board
     md = (tmp_path / "out_u" / "results.md").read_text()  # results.md's column: the same entry
-    assert _table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch+acr"][4] == "84.25"
+    assert table_rows(md, SETTING_A, "| method | seeds | top-1 final")["fixmatch+acr"][4] == "84.25"
     assert "- fixmatch+acr: 84.25 (best, usb protocol, wrn_28_2) — machengcheng2016/CPE-LTSSL" in md
     other = [_run(tmp_path / "o", "fixmatch+acr", s, {**ACR_KEYS, "lr_schedule": "constant"}) for s in (0, 1)]
     assert main([str(d) for d in other] + ["--out", str(tmp_path / "out_o"), "--no-plots"]) == 0

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import QUICKSTART
 from semi_usb.cli import main
 from semi_usb.grid import plan
 from semi_usb.launchers.slurm import queued, read_jobs
@@ -20,7 +20,6 @@ from slurm_cluster import SlurmCluster, missing_binaries
 from run_helpers import assert_same_final_state, load
 
 SETTING = "digits_lb40_10_ulb90_10"
-QUICKSTART = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, cli, digits_flags, error_lines, only_run, run_summary
+from conftest import QUICKSTART, REPO, cli, digits_flags, error_lines, only_run, run_summary
 from semi_usb.cli import main
 
 
@@ -112,7 +112,7 @@ def test_acr_and_semi_refuse_another_base(tmp_path, capsys):
 
 def test_wrong_usage_is_one_line_exit_2(tmp_path):
     cmd = cli("train", "--algorithm", "semi", "--config",
-           os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), "--semi_bank_sise", "64", "--save_dir", str(tmp_path))
+           QUICKSTART, "--semi_bank_sise", "64", "--save_dir", str(tmp_path))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
     err = error_lines(proc.stderr)
@@ -168,11 +168,11 @@ def test_config_precedence_defaults_yaml_command_line(tmp_path):
                       warn=lambda m: None).num_train_iter == 20
 
 
-# --- command-line behaviour a user expects (issue 20): begin ---
+# --- command-line behaviour a user expects: begin ---
 def _protocol_shaped_config(tmp_path, save_name="fixmatch_daso_digits_lb40_10_ulb90_10_0") -> str:
     """The quick-start digits config in the shape of USB's protocol configs (config/classic_cv_imb):
     its own save_dir/save_name, ``resume: True`` with the default ``load_path``, epoch 256."""
-    text = open(os.path.join(REPO, "config", "quickstart", "digits_lt.yaml"), encoding="utf-8").read()
+    text = open(QUICKSTART, encoding="utf-8").read()
     text = text.replace("save_dir: ./saved_models/quickstart\n",
                         f"imb_algorithm: daso\nsave_dir: ./saved_models/classic_cv_imb\nsave_name: {save_name}\n"
                         f"resume: True\nload_path: ./saved_models/classic_cv_imb/{save_name}/latest_model.pth\n")
@@ -202,7 +202,8 @@ def test_protocol_config_follows_save_dir_epoch_and_method(tmp_path, capsys):
 def test_command_line_names_win(tmp_path):
     """An explicit --save_name and --load_path, an explicit --epoch, and a config whose save_name
     does not start with its method (one-line error when another method runs)."""
-    from semi_usb.config import ConfigError, build_args
+    from semi_usb.config import build_args
+    from semi_usb.errors import ConfigError
 
     config = _protocol_shaped_config(tmp_path)
     quiet = dict(warn=lambda m: None)
@@ -219,10 +220,10 @@ def test_command_line_names_win(tmp_path):
     with pytest.raises(ConfigError, match="save_name 'my_daso_run' does not start with its method 'fixmatch_daso'"):
         build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {}, **quiet)
     assert build_args("semi", _protocol_shaped_config(tmp_path, "my_daso_run"), {"save_name": "s"}, **quiet).save_name == "s"
-# --- command-line behaviour a user expects (issue 20): end ---
+# --- command-line behaviour a user expects: end ---
 
 
-# --- quiet console (issue 20): begin ---
+# --- quiet console: begin ---
 def test_console_is_quiet_verbose_shows_usb_lines_and_eval_prints_only_json(tmp_path, capsys):
     """By default the console has the progress line every num_log_iter (2), one line per
     evaluation (at 3 and 6) and the final line; USB's lines (confusion matrices, "validating...")
@@ -254,4 +255,4 @@ def test_format_eta():
     from semi_usb.monitor import format_eta
 
     assert (format_eta(0), format_eta(75.4), format_eta(3725), format_eta(-3)) == ("0:00", "1:15", "1:02:05", "0:00")
-# --- quiet console (issue 20): end ---
+# --- quiet console: end ---

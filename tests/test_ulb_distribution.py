@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import digits_flags, error_lines, only_run, run_summary
+from conftest import QUICKSTART, digits_flags, error_lines, only_run, run_summary
 from semi_usb.cli import main
 from semi_usb.naming import parse_setting, summary_setting
 from semi_usb.published import canonical_setting, lookup
@@ -126,10 +126,9 @@ def test_setting_names_with_the_distribution():
 def test_compare_plans_the_distribution_from_the_setting_name(tmp_path):
     """`semilearn compare --setting <...>_middle --config BASE` passes --ulb_distribution to each
     run, whose configuration then builds (and is checked) with it."""
-    from conftest import REPO
     from semi_usb.grid import check_existing, plan
 
-    base = os.path.join(REPO, "config", "quickstart", "digits_lt.yaml")
+    base = QUICKSTART
     (run,) = plan(["semi"], "digits_lb40_10_ulb90_10_middle", [0], str(tmp_path / "none"), base, str(tmp_path), [])
     assert run["name"] == "fixmatch_semi_digits_lb40_10_ulb90_10_middle_0"
     assert "--ulb_distribution=middle" in run["flags"] and "--ulb_imb_ratio=10" in run["flags"]

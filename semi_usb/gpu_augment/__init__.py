@@ -48,8 +48,7 @@ device; pass a generator living on the images' device (e.g.
 """
 
 from .levels import CUTOUT_FILL, NO_COLOR_OP_NAMES, OP_NAMES, OP_RANGES
-from .ops import (apply_op, auto_contrast, brightness, color, contrast, cutout, equalize, identity, invert,
-    posterize, rotate, sharpness, shear_x, shear_y, solarize, translate_x, translate_y)
+from .ops import apply_op, cutout
 from .views import (GPUAugment, RandAugmentParams, WeakParams, apply_rand_augment, normalize, rand_augment,
     sample_rand_augment_params, sample_weak_params, strong_view, weak_view)
 
@@ -68,23 +67,8 @@ __all__ = [
     "apply_rand_augment",
     "normalize",
     "GPUAugment",
-    # single ops
-    "auto_contrast",
-    "brightness",
-    "color",
-    "contrast",
-    "equalize",
-    "identity",
-    "posterize",
-    "rotate",
-    "sharpness",
-    "shear_x",
-    "shear_y",
-    "solarize",
-    "translate_x",
-    "translate_y",
-    "invert",
-    "cutout",
+    # single ops: by USB's name (apply_op) and Cutout
     "apply_op",
+    "cutout",
 ]
 

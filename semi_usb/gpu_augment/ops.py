@@ -240,21 +240,6 @@ def _cutout(
     return torch.where(inside.unsqueeze(1), fill_t, lv)
 
 
-auto_contrast = _as_levels_op(_auto_contrast)
-brightness = _as_levels_op(_brightness)
-color = _as_levels_op(_color)
-contrast = _as_levels_op(_contrast)
-equalize = _as_levels_op(_equalize)
-identity = _as_levels_op(_identity)
-posterize = _as_levels_op(_posterize)
-rotate = _as_levels_op(_rotate)
-sharpness = _as_levels_op(_sharpness)
-shear_x = _as_levels_op(_shear_x)
-shear_y = _as_levels_op(_shear_y)
-solarize = _as_levels_op(_solarize)
-translate_x = _as_levels_op(_translate_x)
-translate_y = _as_levels_op(_translate_y)
-invert = _as_levels_op(_invert)
 cutout = _as_levels_op(_cutout)
 
 _LEVEL_OPS = {

@@ -295,15 +295,14 @@ class GPUAugment:
         self._stats = {}
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`normalize` with the mean and std kept on each device they were used on."""
         key = (x.device.type, x.device.index)
         if key not in self._stats:
             c = len(self.mean)
             m = torch.tensor(self.mean, dtype=torch.float32).view(c, 1, 1).to(x.device, non_blocking=True)
             s = torch.tensor(self.std, dtype=torch.float32).view(c, 1, 1).to(x.device, non_blocking=True)
             self._stats[key] = (m, s)
-        m, s = self._stats[key]
-        xf = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
-        return (xf - m) / s
+        return normalize(x, *self._stats[key])
 
     def weak(self, x: torch.Tensor) -> torch.Tensor:
         return self._normalize(weak_view(x, generator=self.generator, padding=self.padding))

@@ -100,7 +100,7 @@ from ..checkpoint import atomic_write
 from .leaderboard import cells_from_groups, render as render_leaderboard
 from .mechanism import render_mechanism
 from .paired import render_paired
-from .embedding import write_embeddings  # issue 20: t-SNE of the runs' test features
+from .embedding import write_embeddings
 from .reliability import write_reliability
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
 from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
@@ -119,7 +119,6 @@ __all__ = [
     "METRICS",
     "Aggregate",
     "GroupResult",
-    "ReportError",
     "Run",
     "RunMetrics",
     "add_arguments",

@@ -233,7 +233,8 @@ class ACR(ImbAlgorithmBase):
             SSL_Argument("--acr_class_vector", one_of(*CLASS_VECTORS), "acr_code",
                          "per-step class vector: acr_code (ACR's h[pred] += mask: the mask of the last sample "
                          "of each predicted class), presence, counts"),
-            SSL_Argument("--acr_T", positive(), 1.0, "softmax temperature of both branches (USB's T is for soft labels)"),
+            SSL_Argument("--acr_T", positive(), 1.0,
+                         "softmax temperature of both branches (USB's T is for soft labels)"),
             SSL_Argument("--acr_mask_l", str2bool, True,
                          "leave the labeled images in the unlabeled set (include_lb_to_ulb) out of tau1's estimate, "
                          "as ACR's released mask_l"),

@@ -53,7 +53,8 @@ class SeMi(ACR):
         self.ealign_center = EmbeddingCenter(dim)
 
     def semi_init(self, args):
-        self.use_bank, self.use_ealign, self.warmup_iter = args.semi_use_bank, args.semi_use_ealign, args.semi_warmup_iter
+        self.use_bank, self.use_ealign = args.semi_use_bank, args.semi_use_ealign
+        self.warmup_iter = args.semi_warmup_iter
         self.ealign_T, self.ealign_weight = args.semi_ealign_T, args.semi_ealign_weight
         self.feature_pairing, self.ulb_std_weight = args.semi_feature_pairing, args.semi_ulb_std_weight
 
@@ -137,7 +138,8 @@ class SeMi(ACR):
             SSL_Argument("--semi_use_oheml", str2bool, True, "Online Hard Example Mining and Learning weights"),
             SSL_Argument("--semi_use_ealign", str2bool, True, "Embedding Align for samples below the threshold"),
             SSL_Argument("--semi_bank_size", at_least(1), 128, "K: slots per class"),
-            SSL_Argument("--semi_decay_step", at_least(1), 100, "iterations between confidence decays (200 for CIFAR-100)"),
+            SSL_Argument("--semi_decay_step", at_least(1), 100,
+                         "iterations between confidence decays (200 for CIFAR-100)"),
             SSL_Argument("--semi_decay_beta", in_unit_interval(), 0.99, "confidence decay factor of stale entries"),
             SSL_Argument("--semi_proto_T", positive(), 0.1, "T_p: temperature of the prototype label q"),
             SSL_Argument("--semi_plce_alpha", at_least(0.0, float), 0.4, "alpha in lambda = alpha * progress * pi_hat"),
@@ -146,7 +148,8 @@ class SeMi(ACR):
                          "renormalised; 0 for a class without any)"),
             SSL_Argument("--semi_oheml_s", in_unit_interval(), 0.75, "s in w = s * H + (1 - s)"),
             SSL_Argument("--semi_ealign_T", positive(), 0.09, "T_e: student temperature (teacher T_e / 5)"),
-            SSL_Argument("--semi_ealign_weight", at_least(0.0, float), 0.15, "lambda_e: weight of the Embedding Align loss"),
+            SSL_Argument("--semi_ealign_weight", at_least(0.0, float), 0.15,
+                         "lambda_e: weight of the Embedding Align loss"),
             SSL_Argument("--semi_ealign_momentum", in_unit_interval(), 0.9, "momentum of the Embedding Align centre"),
             SSL_Argument("--semi_feature_pairing", one_of(*FEATURE_PAIRINGS), "aligned",
                          "features paired with each image for the bank, q and Embedding Align: aligned (its own "
