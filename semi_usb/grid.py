@@ -18,8 +18,8 @@ from .naming import method_folder, parse_setting
 from .published import USB_TABLE_COLUMNS
 
 GRIDS = {
-    "classic_cv_imb": {"algorithms": ("fixmatch", "daso", "abc", "acr", "semi"), "settings": USB_TABLE_COLUMNS,
-                       "seeds": (0, 1, 2), "config_dir": "config/classic_cv_imb"},
+    "classic_cv_imb": {"algorithms": ("fixmatch", "daso", "abc", "acr", "semi", "cpe", "cdmad", "simpro", "bacon"),
+                       "settings": USB_TABLE_COLUMNS, "seeds": (0, 1, 2), "config_dir": "config/classic_cv_imb"},
 }
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_CONFIG_DIR = "config/classic_cv_imb"

@@ -1,7 +1,8 @@
 """Registration of the plugin in semilearn's registries: one explicit, idempotent call.
 
     import semi_usb.plugin
-    semi_usb.plugin.register()   # IMB_ALGORITHMS['acr'], ['semi']; semilearn.nets.cnn_*
+    semi_usb.plugin.register()   # IMB_ALGORITHMS[<name>] of each folder imb_algorithms/<name>/ (now acr,
+                                 # bacon, cdmad, cpe, semi, simpro); semilearn.nets.cnn_*
 
 The ``semilearn`` command calls it where it needs the registries (configuration, training,
 evaluation, compare's planning); a user of USB's own ``train.py`` calls it before

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from conftest import digits_flags, only_run, run_summary
+from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
 from semi_usb.cli import main
@@ -351,6 +352,24 @@ def test_bacon_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yaml
                             ref_run / "config.yaml")
         assert f"at iteration {it}" in (run / "log.txt").read_text()
         assert_same_final_state(ref, load(run / "latest_model.pth"))
+
+
+def test_bacon_resumes_bitwise_after_a_kill(tmp_path, digits_yaml):  # noqa: F811
+    """SIGKILL after the first checkpoint, resume: bitwise the uninterrupted run. The
+    contrastive loss from the third step and low thresholds: at the kill (iteration 4 or later)
+    the bank holds labels and projections and the centres have moved, so the loss has used
+    them. Resuming without restoring ``bacon_state`` (``load_states`` skipped in
+    ``BaCon.load_model``) fails here: the model, the EMA model and the bank differ."""
+    def moved(ckpt):
+        state = ckpt["bacon_state"]
+        assert ckpt["it"] >= 4
+        assert (state["labels"] >= 0).sum() > 0
+        assert not torch.equal(state["feats"], torch.ones_like(state["feats"]))
+        assert not torch.equal(state["centres"], torch.ones_like(state["centres"]))
+
+    kill_then_resume("bacon", {"p_cutoff": 0.12, "bacon_start_ratio": 0.1, "bacon_abc_p_cutoff": 0.12,
+                               "bacon_select_threshold": 0.12, "bacon_freq_input": "probs",
+                               "bacon_freq_threshold": 0.12}, digits_yaml, tmp_path, at_kill=moved)
 
 
 # --------------------------------------------------------------------------- DDP

@@ -107,8 +107,9 @@ def test_status_of_folders_shows_failed_log_tail(tmp_path):
 def test_named_grid_is_usb_classic_cv_imb_table():
     algs, sets, seeds, cdir = axes("classic_cv_imb", None, None, None, None)
     assert (algs, tuple(sets), seeds) == (list(GRIDS["classic_cv_imb"]["algorithms"]), USB_TABLE_COLUMNS, [0, 1, 2])
+    assert algs == ["fixmatch", "daso", "abc", "acr", "semi", "cpe", "cdmad", "simpro", "bacon"]
     runs = plan_grid(algs, sets, seeds, os.path.join(REPO, cdir), None, "out", [])
-    assert len(runs) == 5 * 9 * 3 and all(os.path.isfile(r["config"]) for r in runs)
+    assert len(runs) == 9 * 9 * 3 and all(os.path.isfile(r["config"]) for r in runs)
     assert {r["name"] for r in runs} >= {"fixmatch_semi_cifar10_lb1500_100_ulb3000_-100_2", "fixmatch_cifar100_lb150_15_ulb300_15_0"}
     # a command-line axis replaces the grid's
     assert axes("classic_cv_imb", "semi", None, "1", None)[0::2] == (["semi"], [1])

@@ -143,6 +143,17 @@ def test_every_method_has_its_own_colour(n):
     assert len(colors) == n and len({tuple(round(v, 6) for v in c) for c in colors.values()}) == n
 
 
+def test_grid_methods_sort_in_the_grid_order():
+    """The report lists the classic_cv_imb grid's methods in the grid's order, before any
+    other method (alphabetically fixmatch+bacon would come before fixmatch+cdmad)."""
+    from semi_usb.grid import GRIDS
+    from semi_usb.report.runs import method_sort_key
+
+    grid = [a if a == "fixmatch" else f"fixmatch+{a}" for a in GRIDS["classic_cv_imb"]["algorithms"]]
+    assert len(grid) == 9
+    assert sorted(["fixmatch+aaa"] + grid[::-1], key=method_sort_key) == grid + ["fixmatch+aaa"]
+
+
 def test_deterministic(report, tmp_path):
     out2 = tmp_path / "again"
     assert main([str(d) for d in reversed(report["dirs"])] + ["--out", str(out2)]) == 0

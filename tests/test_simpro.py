@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from conftest import digits_flags, only_run, run_summary
+from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
 from semi_usb.cli import main
@@ -263,6 +264,22 @@ def test_simpro_resume_from_a_mid_run_checkpoint_is_bitwise(tmp_path, digits_yam
                             ref_run / "config.yaml")
         assert f"at iteration {it}" in (run / "log.txt").read_text()
         assert_same_final_state(ref, load(run / "latest_model.pth"))
+
+
+def test_simpro_resumes_bitwise_after_a_kill(tmp_path, digits_yaml):  # noqa: F811
+    """SIGKILL after the first checkpoint, resume: bitwise the uninterrupted run. 3 iterations
+    an epoch, a checkpoint every 4: the run is killed after an E-step (re-estimated
+    marginals and adjustments) and mid-epoch (non-zero sums). Resuming without restoring
+    ``simpro_state`` (``load_states`` skipped in ``SimPro.load_model``) fails here: the
+    model, the EMA model and the marginals differ."""
+    def moved(ckpt):
+        state = ckpt["simpro_state"]
+        assert ckpt["it"] >= 4
+        assert not torch.equal(state["pi_ulb"], torch.full((10,), 0.1))
+        assert not torch.equal(state["adjustment_ulb"], adjustment(torch.full((10,), 0.1), 2.0))
+        assert state["ulb_mass"].sum() > 0 and state["lb_counts"].sum() > 0
+
+    kill_then_resume("simpro", {"epoch": 4, "p_cutoff": 0.12}, digits_yaml, tmp_path, at_kill=moved)
 
 
 # --------------------------------------------------------------------------- DDP

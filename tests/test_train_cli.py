@@ -32,6 +32,8 @@ def test_plugin_registers_its_names():
     from semi_usb.imb_algorithms.semi.semi import SeMi
 
     assert IMB_ALGORITHMS["acr"] is ACR and IMB_ALGORITHMS["semi"] is SeMi
+    for name in ("cpe", "cdmad", "simpro", "bacon"):  # every folder under imb_algorithms/, as the docstring says
+        assert IMB_ALGORITHMS[name].__module__ == f"semi_usb.imb_algorithms.{name}.{name}"
     keys = sorted(IMB_ALGORITHMS.keys())
     semi_usb.plugin.register()  # a second call changes nothing
     assert sorted(IMB_ALGORITHMS.keys()) == keys and IMB_ALGORITHMS["acr"] is ACR and IMB_ALGORITHMS["semi"] is SeMi

@@ -16,8 +16,8 @@ from semi_usb.layout import HistoryLineError, config_path, find_runs, is_finishe
 from semi_usb.naming import summary_method, summary_setting
 
 #: Methods listed first, in this order; others follow alphabetically.
-METHOD_ORDER: Tuple[str, ...] = ("fixmatch", "fixmatch+daso", "fixmatch+abc",
-                                 "fixmatch+acr", "fixmatch+semi")
+METHOD_ORDER: Tuple[str, ...] = ("fixmatch", "fixmatch+daso", "fixmatch+abc", "fixmatch+acr", "fixmatch+semi",
+                                 "fixmatch+cpe", "fixmatch+cdmad", "fixmatch+simpro", "fixmatch+bacon")
 
 
 @dataclass
