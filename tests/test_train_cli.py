@@ -102,10 +102,13 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert run_summary(run)["iterations_done"] == 4  # the first run is left as it was
 
 
-def test_acr_and_semi_refuse_another_base(tmp_path, capsys):
+def test_fixmatch_only_methods_refuse_another_base(tmp_path, capsys):
     """Their step is FixMatch's: on FlexMatch they would silently drop FlexMatch's own step."""
-    for argv, line in ((["--algorithm", "flexmatch+semi"], "semi runs on fixmatch only (got flexmatch)"),
-                       (["--algorithm", "acr", "--base", "flexmatch"], "acr runs on fixmatch only (got flexmatch)")):
+    cases = [(["--algorithm", "flexmatch+semi"], "semi runs on fixmatch only (got flexmatch)"),
+             (["--algorithm", "acr", "--base", "flexmatch"], "acr runs on fixmatch only (got flexmatch)")]
+    cases += [(["--algorithm", f"flexmatch+{m}"], f"{m} runs on fixmatch only (got flexmatch)")
+              for m in ("cpe", "cdmad", "simpro", "bacon")]
+    for argv, line in cases:
         assert main(["train"] + argv + digits_flags(tmp_path)) == 2
         err = error_lines(capsys.readouterr().err)
         assert err == [f"semilearn train: error: {line}"]
