@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .errors import CheckpointError, WriteError
+from .errors import CheckpointError, WriteError, one_line
 
 # torch is imported by the functions that need it: atomic_write serves ``semilearn report``
 # too, which must not import torch.
@@ -28,6 +28,13 @@ def temp_files(folder: str) -> list:
     return glob.glob(os.path.join(folder, ".*" + TEMP_SUFFIX))
 
 
+def current_umask() -> int:
+    """The process's umask (os has no getter: it is set and put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``:
     a reader sees the old complete file or the new complete one, never a partial one.
@@ -39,6 +46,7 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=folder)
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: the mode of any other new file
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write(f)
             f.flush()
@@ -97,6 +105,60 @@ def atomic_json_dump(obj: Any, path: str) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
 
+def nonfinite_tensors(state: Any) -> list:
+    """The names of the floating-point tensors of ``state`` (modules, state dicts, or dicts
+    of them) that hold a NaN or an infinity. One device sync for the whole check (a
+    checkpoint's, not a training step's)."""
+    import torch
+
+    named = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        if isinstance(obj, torch.nn.Module):
+            obj = obj.state_dict()
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{prefix}{k}" if isinstance(v, torch.Tensor) else f"{prefix}{k}/")
+        elif isinstance(obj, torch.Tensor) and obj.is_floating_point():
+            named.append((prefix, obj))
+
+    walk(state, "")
+    if not named:
+        return []
+    flags = [torch.isfinite(t).all() for _, t in named]
+    if bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+        return []
+    return [name for (name, _), ok in zip(named, flags) if not bool(ok)]
+
+
+def last_good_checkpoint(checkpoint: str) -> str:
+    """What a run stopped for non-finite weights has left: its last checkpoint (the file
+    ``checkpoint``), intact since none with non-finite weights is ever written, or none."""
+    run = os.path.dirname(checkpoint)
+    if os.path.isfile(checkpoint):
+        return f"the last checkpoint in {run} is intact"
+    return (f"no good checkpoint exists in {run} (none was written before the run diverged): start it again with "
+            "other settings (a lower lr, say)")
+
+
+def check_finite_model(ckpt: dict, path: str, use: str) -> None:
+    """Refuse a checkpoint whose model or EMA model holds non-finite weights (a diverged run)."""
+    bad = nonfinite_tensors({k: ckpt[k] for k in ("model", "ema_model") if k in ckpt})
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): "
+                              f"the run diverged; {use}")
+
+
+def load_failure(exc: Exception) -> str:
+    """Why ``torch.load`` failed, on one line: for the weights-only unpickler, its own
+    reason (``WeightsUnpickler error: ...``) without torch's paragraphs of advice."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        text = "not a checkpoint of tensors: " + " ".join(text.split())
+    return one_line(text)
+
+
 def load_checkpoint(path: str, mmap: bool = False) -> dict:
     """Read a checkpoint on the CPU, with a one-line error if it is missing or unreadable.
     ``mmap``: map its tensors instead of reading them (a check that the file is a whole
@@ -105,10 +167,16 @@ def load_checkpoint(path: str, mmap: bool = False) -> dict:
 
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    import warnings
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():
+            # torch/_weights_only_unpickler.py warns about a pickle protocol other than its own
+            # before failing on a file that is not a torch checkpoint: two lines before the error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # truncated, not a torch file, ...
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {load_failure(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a semilearn checkpoint (no 'model' entry)")
     return ckpt

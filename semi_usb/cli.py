@@ -86,13 +86,14 @@ def _train(ns, extra: list) -> int:
         return 0
     if not ns.method and not ns.config:
         raise UsageError("train needs --algorithm NAME or --config FILE")
-    args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=lambda m: print(m, file=sys.stderr))
+    notes: list = []  # printed once the run has started (runner.train), never before an error
+    args = build_args(ns.method, ns.config, parse_flags(extra), ns.base, warn=notes.append)
     from .layout import run_dir, summary_path
     from .preempt import Preempted
     from .runner import train
 
     try:
-        summary = train(args)
+        summary = train(args, notes)
     except Preempted as stop:  # a scheduler's signal: checkpoint saved, exit 75 (semi_usb/preempt.py)
         print(f"semilearn train: {stop.message}", file=sys.stderr)
         return stop.code
@@ -116,7 +117,8 @@ def _eval(ns) -> int:
     config = ns.config or config_path(os.path.dirname(ns.checkpoint))
     if not os.path.isfile(config):
         raise CheckpointError(f"no run configuration beside {ns.checkpoint} (looked for {config}): pass --config")
-    args = build_args(None, config, {"resume": False, "verbose": ns.verbose}, warn=lambda m: print(m, file=sys.stderr))
+    notes: list = []  # printed after the evaluation, never before an error
+    args = build_args(None, config, {"resume": False, "verbose": ns.verbose}, warn=notes.append)
     summary = evaluate_checkpoint(args, ns.checkpoint)
     out = ns.out or eval_output_path(ns.checkpoint)
     try:
@@ -124,6 +126,8 @@ def _eval(ns) -> int:
     except OSError as exc:
         raise CheckpointError(f"cannot write {out} ({exc.strerror or exc}): choose a writable --out") from None
     print(json.dumps(summary))
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, brief
 from .imb_algorithms.arguments import RangeError
 from .naming import method_folder, method_label, method_name, rename_method, setting_name
 from .plugin import registries
@@ -136,12 +137,12 @@ def algorithm_keys(algorithm: str, imb_algorithm: str | None) -> list:
     ALGORITHMS, IMB_ALGORITHMS = registries()
 
     if algorithm not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {algorithm!r}{_suggest(algorithm, ALGORITHMS.keys())}"
+        raise ConfigError(f"unknown algorithm {brief(algorithm)}{_suggest(algorithm, ALGORITHMS.keys())}"
                           f" (base algorithms: {', '.join(sorted(ALGORITHMS.keys()))})")
     sources = [ALGORITHMS[algorithm]]
     if imb_algorithm is not None:
         if imb_algorithm not in IMB_ALGORITHMS:
-            raise ConfigError(f"unknown imbalanced algorithm {imb_algorithm!r}{_suggest(imb_algorithm, IMB_ALGORITHMS.keys())}"
+            raise ConfigError(f"unknown imbalanced algorithm {brief(imb_algorithm)}{_suggest(imb_algorithm, IMB_ALGORITHMS.keys())}"
                               f" (imbalanced algorithms: {', '.join(sorted(IMB_ALGORITHMS.keys()))})")
         sources.append(IMB_ALGORITHMS[imb_algorithm])
         bases = getattr(sources[-1], "base_algorithms", None)  # acr, semi: fixmatch only
@@ -183,7 +184,18 @@ def _suggest(name: str, choices) -> str:
 
 class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
-    last silently, so one of the two values would be ignored without a word)."""
+    last silently, so one of the two values would be ignored without a word) and every
+    alias (``*name``): nested anchors expand exponentially (a 1.4 KB file can fill the
+    memory, through the error message that quotes the value), and a flat configuration
+    file has no need of them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{str(event.anchor)[:40]}: anchors and aliases are not accepted in a config "
+                "file (write each value out)", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = {}
@@ -209,7 +221,8 @@ def load_yaml(path: str) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"config file {path}{where} is not valid YAML: "
+                          f"{' '.join(str(getattr(exc, 'problem', None) or exc).split())[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -223,7 +236,7 @@ def parse_flags(argv: list) -> dict:
     while i < len(argv):
         tok = argv[i]
         if not tok.startswith("--") or tok == "--":
-            raise ConfigError(f"unexpected argument {tok!r}: flags are --key value")
+            raise ConfigError(f"unexpected argument {brief(tok)}: flags are --key value")
         key, eq, val = tok[2:].partition("=")
         if not eq:
             if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
@@ -250,7 +263,7 @@ def split_method(name: str, base: str | None = None) -> tuple[str, str | None]:
     if name in ALGORITHMS:
         return name, None
     both = list(ALGORITHMS.keys()) + list(IMB_ALGORITHMS.keys())
-    raise ConfigError(f"unknown algorithm {name!r}{_suggest(name, both)}; base: {', '.join(sorted(ALGORITHMS.keys()))};"
+    raise ConfigError(f"unknown algorithm {brief(name)}{_suggest(name, both)}; base: {', '.join(sorted(ALGORITHMS.keys()))};"
                       f" imbalanced: {', '.join(sorted(IMB_ALGORITHMS.keys()))}")
 
 
@@ -288,7 +301,7 @@ def build_args(method: str | None = None, config: str | None = None, flags: dict
                 ignored.append(f"{name} ({other[name]})")
                 continue
             if name not in keys:
-                raise ConfigError(f"unknown key {name!r} in the {source}{_suggest(name, keys)}"
+                raise ConfigError(f"unknown key {brief(name)} in the {source}{_suggest(name, keys)}"
                                   f" (for {method_label(algorithm, imb)})")
             values[name] = _convert(keys[name], raw, source)
     if ignored:
@@ -320,7 +333,7 @@ def follow_command_line(values: dict, file_values: dict, flags: dict, file_metho
     if file_name and "save_name" not in flags and method != file_method:
         renamed = rename_method(str(file_name), file_method, method)
         if renamed is None:
-            raise ConfigError(f"the config's save_name {file_name!r} does not start with its method {file_method!r} "
+            raise ConfigError(f"the config's save_name {brief(file_name)} does not start with its method {file_method!r} "
                               f"but {method} runs: pass --save_name")
         values["save_name"] = renamed
         warn(f"note: run name {renamed} (the config's save_name {file_name} names {file_method})")
@@ -353,7 +366,7 @@ def _convert(key: Key, raw: Any, source: str) -> Any:
         raise ConfigError(f"{key.name} {exc}") from None
     except (ValueError, TypeError):
         tname = getattr(t, "__name__", str(t))
-        raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {raw!r}") from None
+        raise ConfigError(f"key {key.name!r} in the {source}: expected {tname}, got {brief(raw)}") from None
 
 
 # Datasets whose long tail is their own: USB's loader ignores the imbalance keys.
@@ -376,6 +389,9 @@ def finalize(args: argparse.Namespace) -> None:
     check_save_name(args)
     if args.num_train_iter % args.epoch:
         raise ConfigError(f"num_train_iter {args.num_train_iter} is not divisible by epoch {args.epoch}")
+    for key in ("lb_imb_ratio", "ulb_imb_ratio"):
+        if not math.isfinite(getattr(args, key)):
+            raise ConfigError(f"{key} must be a finite number, got {getattr(args, key)}")
     if args.lb_imb_ratio < 1:
         raise ConfigError(f"lb_imb_ratio (gamma_l) must be >= 1, got {args.lb_imb_ratio}")
     if abs(args.ulb_imb_ratio) < 1:
@@ -384,11 +400,17 @@ def finalize(args: argparse.Namespace) -> None:
         raise ConfigError(f"ulb_imb_ratio={args.ulb_imb_ratio} needs ulb_num_labels (M1)")
     if args.lb_imb_ratio == 1 and args.num_labels % args.num_classes:
         raise ConfigError(f"balanced labeled set: num_labels {args.num_labels} must be divisible by num_classes {args.num_classes}")
+    check_dataset_name(args.dataset)
+    if args.optim not in OPTIMIZERS:
+        raise ConfigError(f"unknown optim {brief(args.optim)}{_suggest(args.optim, OPTIMIZERS)} "
+                          f"(semilearn builds {', '.join(OPTIMIZERS)})")
+    if args.rank >= args.world_size:
+        raise ConfigError(f"rank {args.rank} must be below world_size {args.world_size}")
     expected = NUM_CLASSES.get(args.dataset)
     if expected is not None and args.num_classes != expected:
         raise ConfigError(f"num_classes={args.num_classes} but {args.dataset} has {expected} classes")
     if args.data_pipeline not in ("usb", "gpu"):
-        raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {args.data_pipeline!r}")
+        raise ConfigError(f"data_pipeline must be 'usb' or 'gpu', got {brief(args.data_pipeline)}")
     check_protocol_keys(args)
     check_ulb_distribution(args)
     args.distributed = False  # set by the runner once it knows the devices
@@ -411,6 +433,21 @@ def check_algorithm_arguments(args: argparse.Namespace) -> None:
             raise ConfigError(str(exc)) from None
 
 
+# semilearn/core/utils/build.py get_optimizer: `if optim_name == 'SGD' ... elif 'AdamW'`,
+# anything else ends in UnboundLocalError.
+OPTIMIZERS = ("SGD", "AdamW")
+
+
+def check_dataset_name(dataset: str) -> None:
+    """A dataset that semilearn or the plugin can load (one line, with the closest name)."""
+    from .datasets import known_datasets
+
+    known = known_datasets()
+    if dataset not in known:
+        raise ConfigError(f"unknown dataset {brief(dataset)}{_suggest(str(dataset), known)} "
+                          f"(known: {', '.join(sorted(known))})")
+
+
 LR_SCHEDULES = ("usb", "cosine", "constant")
 
 
@@ -419,7 +456,7 @@ def check_protocol_keys(args: argparse.Namespace) -> None:
     :data:`semi_usb.ranges.RANGES`) only where a step uses them: the methods whose class says
     ``two_strong_views`` (docs/protocols.md, "Strong views")."""
     if args.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {args.lr_schedule!r}")
+        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {brief(args.lr_schedule)}")
     if args.num_strong_views == 2 and not getattr(method_class(args.algorithm, args.imb_algorithm),
                                                   "two_strong_views", False):
         ALGORITHMS, IMB_ALGORITHMS = registries()

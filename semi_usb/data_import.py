@@ -15,6 +15,7 @@ import numpy as np
 
 from .datasets import CIFAR_DIRS, NUM_CLASSES, ImageSet, class_files, read_image_folder
 from .errors import DataError
+from .staging import refuse_existing, staged_folder
 
 
 def _extract_archive(src: str, workdir: str) -> str:
@@ -38,10 +39,8 @@ def _extract_archive(src: str, workdir: str) -> str:
     return workdir
 
 
-def _write_cifar(root: str, dataset: str, train: ImageSet, test: ImageSet) -> str:
-    """Write torchvision's python layout (the files semilearn's get_cifar reads)."""
-    out = os.path.join(root, CIFAR_DIRS[dataset])
-    os.makedirs(out, exist_ok=True)
+def _write_cifar(out: str, dataset: str, train: ImageSet, test: ImageSet) -> None:
+    """Write torchvision's python layout (the files semilearn's get_cifar reads) into ``out``."""
     key = "labels" if dataset == "cifar10" else "fine_labels"
 
     def dump(name: str, images: ImageSet) -> None:
@@ -62,7 +61,6 @@ def _write_cifar(root: str, dataset: str, train: ImageSet, test: ImageSet) -> st
         meta_name = "meta"
     with open(os.path.join(out, meta_name), "wb") as f:
         pickle.dump(meta, f)
-    return out
 
 
 def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", name: str | None = None,
@@ -72,7 +70,8 @@ def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", n
     ``dataset`` cifar10/cifar100 writes the layout semilearn's own CIFAR loader reads, at
     ``data_dir/<dataset>/``, in the folder's per-class file order. Otherwise the image
     folder is copied to ``data_dir/<name>/`` for the ``imagefolder`` dataset. Returns the
-    path written. Nothing existing is overwritten.
+    path written. Nothing existing is overwritten; the target appears whole or not at all
+    (:func:`semi_usb.staging.staged_folder`).
     """
     if not os.path.exists(src):
         raise DataError(f"import source not found: {src}")
@@ -83,21 +82,22 @@ def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", n
                 raise DataError(f"{src} has no {split}/ folder (expected train/<class>/*, test/<class>/*)")
         if dataset in CIFAR_DIRS:
             target = os.path.join(data_dir, dataset, CIFAR_DIRS[dataset])
-            if os.path.exists(target):
-                raise DataError(f"{target} already exists: remove it first to re-import")
+            refuse_existing(target)
             train = read_image_folder(os.path.join(root, "train"), img_size or 32)
             test = read_image_folder(os.path.join(root, "test"), img_size or 32)
             if train.classes != test.classes:
                 raise DataError(f"train/ and test/ of {src} have different classes")
             if len(train.classes) != NUM_CLASSES[dataset]:
                 raise DataError(f"{src} has {len(train.classes)} classes, {dataset} has {NUM_CLASSES[dataset]}")
-            return _write_cifar(os.path.join(data_dir, dataset), dataset, train, test)
+            with staged_folder(target, src) as work:
+                _write_cifar(work, dataset, train, test)
+            return target
         target = os.path.join(data_dir, name or "imagefolder")
-        if os.path.exists(target):
-            raise DataError(f"{target} already exists: remove it first to re-import")
+        refuse_existing(target)
         for split in ("train", "test"):
             class_files(os.path.join(root, split))  # validates the layout
-        shutil.copytree(root, target, ignore=shutil.ignore_patterns(".*"))
+        with staged_folder(target, src) as work:
+            shutil.copytree(root, work, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True)
         return target
 
 
@@ -139,8 +139,7 @@ def import_idx(src: str, out: str, class_names: list | None = None) -> str:
     /usr/share/datasets/fashion-mnist."""
     from PIL import Image
 
-    if os.path.exists(out):
-        raise DataError(f"{out} already exists: remove it first to re-import")
+    refuse_existing(out)
 
     def find(stem: str) -> str:
         for name in (stem, stem + ".gz"):
@@ -150,11 +149,8 @@ def import_idx(src: str, out: str, class_names: list | None = None) -> str:
 
     parts = {split: (_read_idx(find(f"{prefix}-images-idx3-ubyte")), _read_idx(find(f"{prefix}-labels-idx1-ubyte")))
              for split, prefix in (("train", "train"), ("test", "t10k"))}  # all read before anything is made
-    try:
-        _write_idx_folder(parts, out, class_names, Image)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # did not exist before: no half-made folder left
-        raise
+    with staged_folder(out, src) as work:  # whole or not at all
+        _write_idx_folder(parts, work, class_names, Image)
     return out
 
 

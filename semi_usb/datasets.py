@@ -78,19 +78,20 @@ def read_image_folder(root: str, size: int | None = None) -> ImageSet:
 
 
 def content_key(folder: str) -> str:
-    """A hash of the sorted (relative path, size, mtime_ns) of every file under ``folder``:
-    moving, adding, removing or replacing an image changes it (the folder's own mtime does
-    not change when a file inside a class folder does)."""
+    """A hash of what training reads from ``folder``: each image of :func:`class_files`
+    (links followed, as the reader follows them) with its class folder, the file it resolves
+    to, and that file's device, inode, size, mtime and ctime. Repointing a linked class
+    folder, adding an image inside it, moving an image between classes or rewriting one in
+    place (even with the same size and a restored mtime: its ctime moves) changes the key."""
     import hashlib
 
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in files:
-            path = os.path.join(root, name)
-            st = os.stat(path)
-            entries.append(f"{os.path.relpath(path, folder)}\0{st.st_size}\0{st.st_mtime_ns}")
-    return hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape")).hexdigest()
+    classes, files = class_files(folder)
+    entries = ["\0".join(classes)]
+    for path, label in files:
+        st = os.stat(path)
+        entries.append(f"{label}\0{os.path.relpath(path, folder)}\0{os.path.realpath(path)}\0{st.st_dev}\0{st.st_ino}"
+                       f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
+    return hashlib.sha256("\n".join(entries).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _cached_split(root: str, split: str, size: int | None) -> tuple[ImageSet, Callable[[], None]]:
@@ -135,19 +136,37 @@ def missing_message(dataset: str, path: str) -> str:
                     " or put the official python version (cifar-100-python) there",
         "stl10": "put the official binary version (stl10_binary/) there",
         "imagenet127": "put ImageNet-127 as an image folder there (train/<class>/, val/<class>/)",
-    }.get(dataset, "prepare it as described in the README")
+    }.get(dataset, "put the files semilearn's loader for it reads there (USB's data preparation)")
     return f"{dataset} not found at {path} and it cannot be downloaded here: {how}"
 
 
+# What semilearn's loaders read, under data_dir, for each dataset its get_dataset knows
+# (semilearn/core/utils/build.py:60-105; the folders are those of semilearn/datasets/*/*.py).
+USB_DATA_PATHS = {
+    "cifar10": "cifar10/cifar-10-batches-py", "cifar100": "cifar100/cifar-100-python",
+    "stl10": "stl10/stl10_binary", "svhn": "svhn/train_32x32.mat", "eurosat": "eurosat",
+    "tissuemnist": "medmnist/tissuemnist/tissuemnist.npz", "semi_aves": "semi_fgvc", "semi_aves_out": "semi_fgvc",
+    "imagenet": "imagenet/train", "imagenet127": "imagenet127/train",
+    **{name: name for name in ("esc50", "fsdnoisy", "gtzan", "superbks", "superbsi", "urbansound8k",
+                               "aclImdb", "ag_news", "amazon_review", "dbpedia", "yahoo_answers", "yelp_review")},
+}
+
+
+def known_datasets() -> list:
+    """Every dataset name ``train`` accepts: semilearn's and the plugin's."""
+    return sorted(set(USB_DATA_PATHS) | set(PLUGIN_DATASETS))
+
+
 def check_usb_data_present(dataset: str, data_dir: str) -> None:
-    """Fail with a one-line message before semilearn's loaders try to download."""
-    expected = {
-        "stl10": os.path.join(data_dir, "stl10", "stl10_binary"),
-        "imagenet127": os.path.join(data_dir, "imagenet127", "train"),
-    }
-    path = expected.get(dataset)
-    if path and not os.path.isdir(path):
-        raise DataError(missing_message(dataset, os.path.dirname(path) if dataset == "stl10" else path))
+    """Fail with a one-line message naming the path looked at, before semilearn's loaders
+    try to download (no network here) or create folders under ``data_dir``."""
+    rel = USB_DATA_PATHS.get(dataset)
+    if rel is None:
+        return
+    path = os.path.join(data_dir, rel)
+    if not os.path.exists(path):
+        shown = os.path.join(data_dir, dataset) if dataset in CIFAR_DIRS or dataset == "stl10" else path
+        raise DataError(missing_message(dataset, shown))
 
 
 # --------------------------------------------------------------------------- plugin datasets

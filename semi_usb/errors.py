@@ -54,5 +54,19 @@ class WriteError(InputError, OSError):
         return cls(exc.errno, exc.strerror or str(exc), exc.filename or path)
 
 
+def brief(value, limit: int = 80) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters (``...`` marks a cut):
+    a value the user gave may be arbitrarily long or hold newlines, a message must not."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def one_line(text, limit: int = 300) -> str:
+    """``text`` (an exception's message, say) folded onto one line, at most ``limit``
+    characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class UsageError(InputError, ValueError):
     """A command line that names no work to do (e.g. ``train`` without a method or config)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .checkpoint import load_checkpoint
+from .checkpoint import check_finite_model, load_checkpoint
 from .datasets import write_data_caches
 from .run_log import run_logger, usb_prints
 from .runner import build_algorithm, load_weights, place_models, seed_everything
@@ -16,7 +16,8 @@ def evaluate_checkpoint(args, checkpoint: str) -> dict:
 
     Nothing goes to stdout (the command prints the JSON there): USB's lines go to stderr
     with ``args.verbose``, else nowhere."""
-    load_checkpoint(checkpoint, mmap=True)  # one-line error if unreadable; load_weights reads it, once
+    # one-line error if unreadable or diverged; load_weights reads it, once (mapped here)
+    check_finite_model(load_checkpoint(checkpoint, mmap=True), checkpoint, "nothing to evaluate")
     logger = run_logger(f"{args.save_name}.eval", None, "INFO", args.verbose)
     with usb_prints(logger, args.verbose, stdout=False):
         return _evaluate(args, checkpoint, logger)

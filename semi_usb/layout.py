@@ -136,10 +136,11 @@ def find_runs(paths: Iterable) -> list:
 
 # ----------------------------------------------------------------------------- the lock
 def take_lock(path: str):
-    """Open ``path/.lock`` and take ``flock`` on it without waiting; returns (file, created)
-    or raises ConfigError when another process holds it. Retries when the file it locked
-    was removed meanwhile (by a process that created the folder and then failed). The OS
-    drops the lock when the file is closed or the process dies."""
+    """Open ``path/.lock`` and take ``flock`` on it without waiting; returns (file, created),
+    None when the folder itself is gone (removed by a process that created it and then
+    failed: the caller claims it again), or raises ConfigError when another process holds
+    it. Retries when the file it locked was removed meanwhile. The OS drops the lock when
+    the file is closed or the process dies."""
     import fcntl
 
     lock = lock_path(path)
@@ -147,6 +148,8 @@ def take_lock(path: str):
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             created = True
+        except FileNotFoundError:
+            return None  # the run folder was removed under us
         except FileExistsError:
             try:
                 fd, created = os.open(lock, os.O_RDWR), False

@@ -10,7 +10,7 @@ import time
 import torch
 from semilearn.core.hooks import Hook, ParamUpdateHook
 
-from .checkpoint import append_line
+from .checkpoint import append_line, last_good_checkpoint
 from .imb_algorithms.device import is_main_process
 from .layout import history_path
 from .errors import NonFiniteError
@@ -91,15 +91,19 @@ class EvalHistoryHook(Hook):
 
 
 class GuardedParamUpdateHook(ParamUpdateHook):
-    """USB's ParamUpdateHook that skips a step whose loss, gradients or buffers are not finite.
+    """USB's ParamUpdateHook that undoes a step whose loss, gradients, buffers or updated
+    weights are not finite.
 
-    The skipped step leaves weights, buffers (BatchNorm's running statistics, which the
-    forward pass has already updated from the non-finite activations) and optimizer state
-    untouched and is counted (``train/nonfinite_steps``); after
-    ``semi_usb_nonfinite_patience`` such steps in a row training stops with
-    :class:`NonFiniteError`, before any checkpoint is written with the bad state, so the
-    last good checkpoint stays intact. Patience 0 disables the check (it costs one device
-    sync per step).
+    The optimizer steps, then one check on the device covers the loss, the gradient norm,
+    the buffers (BatchNorm's running statistics, which the forward pass has already updated
+    from the non-finite activations) and the weights the step produced (a finite loss and
+    gradient can still overflow the weights: a huge learning rate); it is read once per step,
+    the guard's only host sync. A failed step is undone: weights, optimizer state and buffers
+    are put back from copies taken on the device before it, the scheduler does not step, and
+    the step is counted (``train/nonfinite_steps``). After ``semi_usb_nonfinite_patience``
+    such steps in a row training stops with :class:`NonFiniteError`, saying whether a good
+    checkpoint exists (none with non-finite weights is ever written: ``semi_usb.compat``).
+    Patience 0 disables the check.
     """
 
     def __init__(self, patience: int):
@@ -113,7 +117,7 @@ class GuardedParamUpdateHook(ParamUpdateHook):
         super().before_train_step(algorithm)
         if self.patience > 0 and not algorithm.use_amp:
             # The forward pass updates the buffers before the loss is known: keep a copy to
-            # put back if the step is skipped (else BatchNorm keeps inf/NaN running stats,
+            # put back if the step is undone (else BatchNorm keeps inf/NaN running stats,
             # copied into the EMA model and every later checkpoint).
             self.buffers = [(b, b.detach().clone()) for b in algorithm.model.buffers()]
 
@@ -122,32 +126,63 @@ class GuardedParamUpdateHook(ParamUpdateHook):
             return super().after_train_step(algorithm)
         loss = algorithm.out_dict["loss"]
         loss.backward()
+        params = [p for p in algorithm.model.parameters()]
         if algorithm.clip_grad > 0:
-            norm = torch.nn.utils.clip_grad_norm_(algorithm.model.parameters(), algorithm.clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(params, algorithm.clip_grad)
         else:
-            grads = [p.grad for p in algorithm.model.parameters() if p.grad is not None]
+            grads = [p.grad for p in params if p.grad is not None]
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
         # Buffers too: a forward pass can overflow BatchNorm's running variance to inf while
         # the normalised output, the loss and the gradients stay finite.
         bufs = [b for b, _ in self.buffers if b.is_floating_point()]
         buf_max = torch.stack(torch._foreach_norm(bufs, float("inf"))).max() if bufs else loss.new_zeros(())
-        if bool(torch.isfinite(loss.detach()) & torch.isfinite(norm) & torch.isfinite(buf_max)):
-            algorithm.optimizer.step()
+        before = _step_state(algorithm.optimizer, params)
+        algorithm.optimizer.step()
+        floats = [p for p in params if p.is_floating_point()]
+        weight_max = torch.stack(torch._foreach_norm(floats, float("inf"))).max() if floats else loss.new_zeros(())
+        if bool(torch.isfinite(loss.detach()) & torch.isfinite(norm) & torch.isfinite(buf_max)
+                & torch.isfinite(weight_max)):
             if algorithm.scheduler is not None:
                 algorithm.scheduler.step()
             self.in_a_row = 0
         else:
             with torch.no_grad():
+                _restore_step_state(algorithm.optimizer, params, before)
                 for buf, saved in self.buffers:
                     buf.copy_(saved)
             self.in_a_row += 1
             self.total += 1
-            algorithm.print_fn(f"non-finite loss, gradient or buffer at iteration {algorithm.it + 1}: step skipped "
-                               f"({self.in_a_row} in a row, {self.total} in all)")
+            algorithm.print_fn(f"non-finite loss, gradient, buffer or weight at iteration {algorithm.it + 1}: step "
+                               f"skipped ({self.in_a_row} in a row, {self.total} in all)")
             if self.in_a_row >= self.patience:
                 algorithm.model.zero_grad()
-                raise NonFiniteError(
-                    f"{self.in_a_row} non-finite steps in a row at iteration {algorithm.it + 1}: stopped; "
-                    f"the last checkpoint in {os.path.join(algorithm.save_dir, algorithm.save_name)} is intact")
+                from .layout import checkpoint_path
+
+                run = os.path.join(algorithm.save_dir, algorithm.save_name)
+                raise NonFiniteError(f"{self.in_a_row} non-finite steps in a row at iteration {algorithm.it + 1}: "
+                                     f"stopped; {last_good_checkpoint(checkpoint_path(run))}")
         algorithm.model.zero_grad()
         algorithm.log_dict["train/nonfinite_steps"] = self.total
+
+
+def _step_state(optimizer, params: list) -> tuple:
+    """Copies, on the device, of the weights and of the optimizer's per-weight state
+    (momentum, Adam's moments and step), taken before a step so that it can be undone."""
+    weights = [p.detach().clone() for p in params]
+    state = {}
+    for p in params:
+        if p in optimizer.state:
+            state[p] = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v)
+                        for k, v in optimizer.state[p].items()}
+    return weights, state
+
+
+def _restore_step_state(optimizer, params: list, saved: tuple) -> None:
+    weights, state = saved
+    for p, w in zip(params, weights):
+        p.copy_(w)
+    for p in params:
+        if p in state:
+            optimizer.state[p] = state[p]
+        else:
+            optimizer.state.pop(p, None)  # the undone step created it

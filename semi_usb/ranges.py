@@ -5,7 +5,7 @@ The plugin's algorithms declare the range of each key in its ``SSL_Argument`` ty
 every numeric key of USB's argument list (:data:`semi_usb.config.BASE_KEYS`) and of the
 ``SSL_Argument`` lists of USB's algorithms has an entry in :data:`RANGES`: a
 :class:`~semi_usb.imb_algorithms.arguments.Range`, or ``None`` where no range applies (a
-seed, a rank) or where :func:`semi_usb.config.finalize` checks it together with other keys
+rank) or where :func:`semi_usb.config.finalize` checks it together with other keys
 (the imbalance ratios). ``tests/test_input_errors.py`` fails when a key has neither an entry
 nor a declared range. :func:`validate_ranges` is called by
 :func:`semi_usb.config.finalize`, before anything is written; a value out of range is a
@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import ConfigError
-from .imb_algorithms.arguments import Range
+from .errors import ConfigError, brief
+from .imb_algorithms.arguments import Range, is_finite
 
 PROB = Range(0, 1)              # probabilities, thresholds, momenta, mixing weights
 UNIT_OPEN = Range(0, 1, hi_open=True)
@@ -28,6 +28,7 @@ SIZE = Range(1)                 # sizes, counts of iterations or images that mus
 COUNT = Range(0)                # counts that may be 0 (0: off)
 POSITIVE = Range(0, lo_open=True)  # rates, temperatures, scales
 WEIGHT = Range(0)               # loss weights, decays: >= 0
+SEED = Range(0, 2 ** 32 - 1)    # numpy's legacy seeding takes 0 .. 2**32 - 1
 NO_RANGE = None
 
 RANGES: dict = {
@@ -39,7 +40,7 @@ RANGES: dict = {
     "lb_imb_ratio": NO_RANGE, "ulb_imb_ratio": NO_RANGE,  # checked by config.finalize (|gamma| >= 1, sign = order)
     "ulb_num_labels": SIZE, "img_size": SIZE, "crop_ratio": Range(0, 1, lo_open=True), "max_length": SIZE,
     "max_length_seconds": POSITIVE, "sample_rate": SIZE, "world_size": SIZE, "rank": COUNT,
-    "seed": NO_RANGE, "gpu": COUNT, "semi_usb_num_threads": COUNT, "semi_usb_nonfinite_patience": COUNT,
+    "seed": SEED, "gpu": COUNT, "semi_usb_num_threads": COUNT, "semi_usb_nonfinite_patience": COUNT,
     # base algorithms' SSL_Argument lists
     "p_cutoff": PROB, "T": POSITIVE, "ema_p": UNIT_OPEN, "C": POSITIVE, "gamma": POSITIVE, "rho_min": PROB,
     "num_wu_iter": COUNT, "num_wu_eval_iter": SIZE, "K": SIZE, "in_loss_ratio": WEIGHT, "kl_loss_ratio": WEIGHT,
@@ -66,16 +67,20 @@ def validate_ranges(args: Any) -> None:
         if rng is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not rng.contains(value):
-            raise ConfigError(f"{key} must be {rng.describe()}, got {value}")
+            finite = "" if is_finite(value) else "finite (float32: at most 3.4e38) and "
+            raise ConfigError(f"{key} must be {finite}{rng.describe()}, got {brief(value)}")
 
 
 def check_save_name(args: Any) -> None:
-    """The run folder must lie inside ``save_dir``: no absolute ``save_name``, no ``..``."""
+    """``save_name`` is a plain folder name inside ``save_dir``: not empty, not ``.`` or
+    ``..``, no path separator (so no absolute path and no ``./``), no control character
+    (a newline in a folder name breaks every listing of runs)."""
     name = str(args.save_name)
-    parts = name.replace("\\", "/").split("/")
-    if not name.strip() or os.path.isabs(name) or ".." in parts or name in (".",):
-        raise ConfigError(f"save_name {name!r} must name a folder inside save_dir {args.save_dir!r} "
-                          "(no absolute path, no '..')")
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if (not name.strip() or name in (".", "..") or any(c in seps for c in name)
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ConfigError(f"save_name {brief(name)} must name a folder inside save_dir {brief(str(args.save_dir))}: "
+                          "a plain name (no absolute path, no '.', '..', path separator or control character)")
 
 
 def check_gpu(args: Any) -> None:

@@ -113,11 +113,12 @@ def decide(args: Any) -> RunFolder:
         return RunFolder(path, FINISHED, done)
     has_ckpt = os.path.isfile(args.load_path)
     if args.resume and has_ckpt:
-        from .checkpoint import load_checkpoint
+        from .checkpoint import check_finite_model, load_checkpoint
 
-        # one-line error if unreadable (USB would train from scratch); its tensors are read once,
-        # by the resume's load_model
-        load_checkpoint(args.load_path, mmap=True)
+        # one-line error if unreadable (USB would train from scratch) or diverged; its tensors are
+        # mapped here and read by the resume's load_model
+        check_finite_model(load_checkpoint(args.load_path, mmap=True), args.load_path,
+                           "start the run again with other settings (another --save_name)")
     if args.resume and not has_ckpt and os.path.abspath(args.load_path) != os.path.abspath(checkpoint_path(path)):
         raise CheckpointError(f"resume requested but checkpoint not found: {args.load_path}")
     if os.path.isdir(path) and run_files(path):
@@ -195,12 +196,18 @@ def claim(args: Any):
     from .checkpoint import temp_files
 
     path = run_dir(args)
-    created = _claim_dirs(path)
-    try:
-        lock, made_lock = take_lock(path)
-    except BaseException:
-        _remove_empty(created)
-        raise
+    for _ in range(20):
+        created = _claim_dirs(path)
+        try:
+            taken = take_lock(path)
+        except BaseException:
+            _remove_empty(created)
+            raise
+        if taken is not None:
+            break
+    else:
+        raise ConfigError(f"run {path}: the folder keeps disappearing while its lock is taken: retry")
+    lock, made_lock = taken
     keep = False
     try:
         for stale in temp_files(path):

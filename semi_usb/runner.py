@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from . import compat, plugin
-from .checkpoint import atomic_json_dump
+from .checkpoint import atomic_json_dump, last_good_checkpoint, nonfinite_tensors
 from .datasets import write_data_caches
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, NonFiniteError, brief, one_line
 from .features import save_test_features
 from .imb_algorithms.device import is_main_rank, model_device
-from .layout import summary_path
+from .layout import checkpoint_path, summary_path
 from .naming import method_name
 from .ranges import check_gpu
 from .resume import train_time_s
@@ -58,8 +58,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train(args) -> dict | None:
+def train(args, notes=()) -> dict | None:
     """Train as configured; returns the summary (rank 0) or None (other ranks).
+
+    ``notes`` (lines the configuration produced: ignored keys, a derived run name) are
+    printed on stderr and logged into ``log.txt`` once the run has started (its files are
+    written), so that a refused command prints its one error line alone.
 
     Resuming a finished run (it has ``summary.json``) returns its summary and touches
     nothing: USB would evaluate the last checkpoint again and rewrite the summary."""
@@ -72,10 +76,10 @@ def train(args) -> dict | None:
         if folder.state == FINISHED:
             print(f"run {folder.path} is finished: nothing to resume (its summary.json is kept)", file=sys.stderr)
             return folder.summary
-        return _launch(args, folder)
+        return _launch(args, folder, tuple(notes))
 
 
-def _launch(args, folder: RunFolder) -> dict | None:
+def _launch(args, folder: RunFolder, notes=()) -> dict | None:
     ngpus = torch.cuda.device_count()
     if args.multiprocessing_distributed and ngpus > 0:
         from . import preempt
@@ -86,7 +90,7 @@ def _launch(args, folder: RunFolder) -> dict | None:
             args.dist_url = f"tcp://127.0.0.1:{_free_port()}"
         with preempt.catch(preempt.forward_to_children):  # the ranks stop together (preempt.py)
             try:
-                torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args, folder))
+                torch.multiprocessing.spawn(_worker, nprocs=ngpus, args=(ngpus, args, folder, notes))
             except torch.multiprocessing.ProcessExitedException as exc:
                 if exc.exit_code == preempt.PREEMPTED:
                     raise preempt.Preempted(f"stopped by a signal: checkpoint saved in {folder.path}; resume with "
@@ -95,7 +99,7 @@ def _launch(args, folder: RunFolder) -> dict | None:
         return read_summary(folder.path)
     args.multiprocessing_distributed = False
     args.distributed = args.world_size > 1
-    return _worker(args.gpu if ngpus else None, max(ngpus, 1), args, folder)
+    return _worker(args.gpu if ngpus else None, max(ngpus, 1), args, folder, notes)
 
 
 def place_models(args, alg) -> None:
@@ -154,12 +158,7 @@ def build_algorithm(args, tb_log=None, logger=None):
     from semilearn.core.utils import get_net_builder
     from semilearn.imb_algorithms import get_imb_algorithm
 
-    import semilearn.nets
-
-    if not args.net_from_name and not hasattr(semilearn.nets, args.net):
-        from .config import _suggest
-
-        raise ConfigError(f"unknown network {args.net!r}{_suggest(args.net, [n for n in dir(semilearn.nets) if not n.startswith('_')])}")
+    check_network_name(args)
     net_builder = get_net_builder(args.net, args.net_from_name)
     with warnings.catch_warnings():
         # semilearn/core/algorithmbase.py builds torch.cuda.amp.GradScaler() for every run:
@@ -184,13 +183,35 @@ class WorkerRun:
     main: bool  # the process that writes the run folder (imb_algorithms.device.is_main_rank)
     level: str  # its log level
     early: logging.handlers.MemoryHandler  # the log lines written before log.txt existed
+    notes: tuple = ()  # the configuration's notes, printed once the run has started
 
     @property
     def resumed(self) -> bool:
         return self.folder.state == RESUME
 
 
-def _worker(gpu, ngpus, args, folder: RunFolder):
+def check_network_name(args) -> None:
+    """``net`` names a network semilearn can build: one of ``semilearn.nets``, or with
+    ``net_from_name`` one of torchvision's models. semilearn/core/utils/build.py:29-32
+    (get_net_builder) only builds an ``assert Exception(...)`` (never raised) for an unknown
+    torchvision name and returns None, which fails later as ``'NoneType' object is not callable``."""
+    from .config import _suggest
+
+    if args.net_from_name:
+        import torchvision.models as nets
+
+        names = sorted(n for n in nets.__dict__ if n.islower() and not n.startswith("__") and callable(nets.__dict__[n]))
+        where = " in torchvision.models (net_from_name True)"
+    else:
+        import semilearn.nets as nets
+
+        names = [n for n in dir(nets) if not n.startswith("_")]
+        where = ""
+    if args.net not in names:
+        raise ConfigError(f"unknown network {brief(args.net)}{where}{_suggest(str(args.net), names)}")
+
+
+def _worker(gpu, ngpus, args, folder: RunFolder, notes=()):
     args.gpu = gpu
     seed_everything(args.seed)
     set_cpu_threads(args)
@@ -221,7 +242,7 @@ def _worker(gpu, ngpus, args, folder: RunFolder):
     if main:
         write_run_files(args)  # the folder is claimed and locked by train()
         write_data_caches(alg)  # past every input check: a failed command leaves no cache
-    return _run(WorkerRun(args, alg, folder, gpu, main, level, early))
+    return _run(WorkerRun(args, alg, folder, gpu, main, level, early, tuple(notes) if main else ()))
 
 
 def _run(run: WorkerRun):
@@ -233,6 +254,10 @@ def _run(run: WorkerRun):
     logger = run_logger(args.save_name, path, run.level, args.verbose)
     early.setTarget(next(h for h in logger.handlers if isinstance(h, logging.FileHandler)))
     early.close()  # flushes the lines logged so far into log.txt
+    for note in run.notes:  # the run has started: the configuration's notes are no longer in an error's way
+        logger.info(note)
+        if not args.verbose:  # else the logger shows it on the console already
+            print(note, file=sys.stderr)
     logger.info(f"device: {'cuda:%s' % gpu if gpu is not None else ('cuda' if torch.cuda.is_available() else 'cpu')}")
 
     fast_step(args, alg)
@@ -257,6 +282,10 @@ def _run(run: WorkerRun):
         alg.train()
     if not main:
         return None
+    bad = nonfinite_tensors({"model": alg.model, "ema_model": alg.ema_model})
+    if bad:  # never reported as a result (patience 0, or amp: the guard did not run)
+        raise NonFiniteError(f"non-finite weights at the end of the run ({len(bad)} tensors, e.g. {bad[0]}): no "
+                             f"summary written; {last_good_checkpoint(checkpoint_path(path))}")
     wall = train_time_s(alg)  # None: an algorithm with its own loop, timed from here
     summary = make_summary(args, alg, wall_time_s=time.time() - t0 if wall is None else wall, start_it=start_it)
     save_test_features(alg, path)  # before summary.json: a finished run has them
@@ -280,7 +309,7 @@ def load_weights(args, alg, checkpoint: str) -> None:
         alg.load_model(checkpoint)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {checkpoint} does not fit {method_name(args)} / {args.net}: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{one_line(exc)}") from None
 
 
 def checkpoint_last(alg) -> None:

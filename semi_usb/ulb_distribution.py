@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, List, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, brief
 
 #: The values of ``ulb_distribution``.
 ULB_DISTRIBUTIONS = ("usb", "middle", "head-tail")
@@ -45,7 +45,7 @@ def check(args: Any) -> None:
     ``ulb_imb_ratio`` above 1 (the largest-to-smallest ratio of the counts they reorder)."""
     dist = getattr(args, "ulb_distribution", "usb")
     if dist not in ULB_DISTRIBUTIONS:
-        raise ConfigError(f"ulb_distribution must be one of {', '.join(ULB_DISTRIBUTIONS)}, got {dist!r}")
+        raise ConfigError(f"ulb_distribution must be one of {', '.join(ULB_DISTRIBUTIONS)}, got {brief(dist)}")
     if dist == "usb":
         return
     if args.ulb_num_labels in (None, "None"):

@@ -64,12 +64,43 @@ def import_semilearn() -> types.ModuleType:
     for name in ("aim", "wandb"):
         if name not in sys.modules and importlib.util.find_spec(name) is None:
             sys.modules[name] = _stub_tracker(name)
-    with warnings.catch_warnings():
+    if "semilearn" in sys.modules:
+        return sys.modules["semilearn"]
+    with warnings.catch_warnings(), _home_in_a_temporary_folder():
         # semilearn/nets/vit imports timm.models.layers, deprecated in timm >= 0.9.
         warnings.filterwarnings("ignore", message="Importing from timm.models.layers is deprecated")
         import semilearn
 
     return semilearn
+
+
+class _home_in_a_temporary_folder:
+    """``HOME`` pointed at a temporary folder, removed afterwards, while semilearn is imported.
+
+    Works around semilearn/datasets/cv_datasets/medmnist.py:23-37: ``get_default_root()``
+    runs at import (``DEFAULT_ROOT = get_default_root()``) and creates ``~/.medmnist``, so
+    every command, a refused one included, wrote into HOME. semilearn passes the data folder
+    as ``root`` wherever it builds a MedMNIST set, so the default root is never read.
+    """
+
+    def __enter__(self):
+        import os
+        import tempfile
+
+        self.saved = os.environ.get("HOME")
+        self.folder = tempfile.mkdtemp(prefix="semi_usb_home_")
+        os.environ["HOME"] = self.folder
+
+    def __exit__(self, *exc):
+        import os
+        import shutil
+
+        if self.saved is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = self.saved
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return False
 
 
 def declare_attributes() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_torch_save
-from ..errors import CheckpointError
+from ..checkpoint import atomic_torch_save, last_good_checkpoint, nonfinite_tensors
+from ..errors import CheckpointError, NonFiniteError
 from ..imb_algorithms.device import model_device
 from ..metrics import evaluate_model
 from ..resume import loop_state
@@ -70,11 +70,18 @@ def _evaluate(self, eval_dest="eval", out_key="logits", return_logits=False):
 
 def _save_model(self, save_name, save_path):
     # Replaces AlgorithmBase.save_model, whose plain torch.save leaves a truncated file if
-    # the process dies while writing. Write to a temporary file, fsync, then rename.
+    # the process dies while writing, and saves whatever weights the model holds, NaN
+    # included. Refuse non-finite weights; write to a temporary file, fsync, then rename.
     os.makedirs(save_path, exist_ok=True)
     save_filename = os.path.join(save_path, save_name)
+    save_dict = self.get_save_dict()
+    bad = nonfinite_tensors({k: save_dict[k] for k in ("model", "ema_model") if k in save_dict})
+    if bad:  # a diverged model is never saved over a good checkpoint, nor as a first one
+        kept = last_good_checkpoint(os.path.join(save_path, "latest_model.pth"))
+        raise NonFiniteError(f"non-finite weights at iteration {self.it + 1} ({len(bad)} tensors, e.g. {bad[0]}): "
+                             f"{save_filename} not written; {kept}")
     try:
-        atomic_torch_save(self.get_save_dict(), save_filename)
+        atomic_torch_save(save_dict, save_filename)
     except OSError as exc:  # full disk, read-only folder: the previous checkpoint is untouched
         raise CheckpointError(f"cannot write checkpoint {save_filename} ({exc.strerror or exc}): free space "
                               f"or make {save_path} writable, then resume (--resume True); the previous "

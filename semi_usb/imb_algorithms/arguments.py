@@ -27,7 +27,9 @@ class RangeError(argparse.ArgumentTypeError, ValueError):
 
 @dataclass(frozen=True)
 class Range:
-    """``lo <= value <= hi`` (``<`` where open; ``None``: unbounded)."""
+    """``lo <= value <= hi`` (``<`` where open; ``None``: unbounded), and finite: a key
+    with a range means a number, so ``inf``, ``nan`` and floats beyond float32 are outside
+    every range."""
 
     lo: Optional[float] = None
     hi: Optional[float] = None
@@ -35,7 +37,7 @@ class Range:
     hi_open: bool = False
 
     def contains(self, v: float) -> bool:
-        if isinstance(v, float) and math.isnan(v):
+        if isinstance(v, float) and not is_finite(v):
             return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
@@ -44,10 +46,27 @@ class Range:
     def describe(self) -> str:
         if self.lo is None and self.hi is None:
             return "a number"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
         if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
         left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
-        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+        return f"in {left}{_num(self.lo)}, {_num(self.hi)}{right}"
+
+
+# Training computes in float32 (or narrower): a float above its largest value is as infinite
+# as inf (torch's SGD: "value cannot be converted to type float without overflow").
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def is_finite(v: float) -> bool:
+    """``v`` is a number float32 can hold (not NaN, not +-inf, not beyond +-3.4e38)."""
+    return math.isfinite(v) and abs(v) <= FLOAT32_MAX
+
+
+def _num(x: float) -> str:
+    """A bound as written: ``4294967295``, ``0.5``."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def within(base: Callable, rng: Range) -> Callable:
@@ -56,7 +75,8 @@ def within(base: Callable, rng: Range) -> Callable:
     def parse(v):
         x = base(v)
         if not rng.contains(x):
-            raise RangeError(f"must be {rng.describe()}, got {x}")
+            finite = "" if is_finite(x) else "finite (float32: at most 3.4e38) and "
+            raise RangeError(f"must be {finite}{rng.describe()}, got {x}")
         return x
 
     parse.__name__ = base.__name__

@@ -89,6 +89,7 @@ imported only when figures are drawn, and only its Agg canvas is used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -103,7 +104,8 @@ from .paired import render_paired
 from .embedding import write_embeddings
 from .reliability import write_reliability
 from .figures import plot_confusion, plot_curves, plot_groups, plot_per_class, write_figures
-from .runs import METHOD_ORDER, Run, group_runs, load_history, load_run, load_runs, method_sort_key
+from .runs import (METHOD_ORDER, Run, drop_repeated_runs, group_runs, load_history, load_run, load_runs,
+                   method_sort_key)
 from .scores import (FINAL_WINDOW, GMEAN_FLOOR, HEAD_FRACTION, METRICS, Aggregate, GroupResult,
                      RunMetrics, aggregate, balanced_accuracy, compute_run_metrics,
                      evaluation_metrics, format_pm, geometric_mean_recall,
@@ -155,7 +157,7 @@ __all__ = [
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str,
                  plots: bool = True, references: Sequence[Optional[str]] = (None,)) -> List[Path]:
     """Load the runs, write every output file to ``out_dir``, return their paths."""
-    runs = label_variants(load_runs(run_dirs))
+    runs = drop_repeated_runs(label_variants(load_runs(run_dirs)))
     results = summarize_groups(group_runs(runs))
     paired, mechanism = render_paired(results, references), render_mechanism(results)  # errors before writing
     out = Path(out_dir)
@@ -224,11 +226,33 @@ def build_parser() -> argparse.ArgumentParser:
     return add_arguments(argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION))
 
 
+@contextlib.contextmanager
+def matplotlib_config_outside_home():
+    """matplotlib's configuration and font cache in a temporary folder, removed afterwards,
+    unless ``MPLCONFIGDIR`` says where they go: by default matplotlib writes
+    ``~/.config/matplotlib`` and ``~/.cache/matplotlib``, and no command writes into HOME."""
+    import os
+    import shutil
+    import tempfile
+
+    if os.environ.get("MPLCONFIGDIR") or "matplotlib" in sys.modules:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="semi_usb_mpl_")
+    os.environ["MPLCONFIGDIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("MPLCONFIGDIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the report for parsed arguments; print a one-line error and return 2 on failure."""
     try:
-        written = write_report(args.run_dirs, args.out, plots=not args.no_plots,
-                               references=getattr(args, "reference", None) or (None,))
+        with matplotlib_config_outside_home():
+            written = write_report(args.run_dirs, args.out, plots=not args.no_plots,
+                                   references=getattr(args, "reference", None) or (None,))
     except ReportError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

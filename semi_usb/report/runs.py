@@ -4,6 +4,7 @@ grouping runs by ``(setting, method)`` (see :mod:`semi_usb.report` for the defin
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, Dict, Iterable, List, Tuple
 import yaml
 
 from semi_usb.errors import ReportError
-from semi_usb.layout import HistoryLineError, config_path, find_runs, is_finished, read_history, summary_path
+from semi_usb.layout import (HistoryLineError, config_path, find_runs, is_finished, is_run, read_history,
+                             summary_path)
 from semi_usb.naming import summary_method, summary_setting
 
 #: Methods listed first, in this order; others follow alphabetically.
@@ -69,8 +71,22 @@ def load_history(run_dir: Path | str) -> List[Dict[str, Any]]:
         raise ReportError(str(exc)) from None
     except OSError as exc:
         raise ReportError(f"{Path(run_dir) / 'eval_history.jsonl'}: cannot read ({exc.strerror})") from None
+    for row in rows:
+        check_finite(row, f"{Path(run_dir) / 'eval_history.jsonl'} (it {row['it']})")
     by_it: Dict[int, Dict[str, Any]] = {row["it"]: row for row in rows}
     return [by_it[it] for it in sorted(by_it)]
+
+
+def check_finite(record: Any, where: str) -> None:
+    """Refuse an evaluation whose numbers are not finite (NaN, inf: the model diverged):
+    a median or mean over them would be a number that no model reached."""
+    bad = [k for k in ("top1", "balanced_acc") if isinstance(record.get(k), float) and not math.isfinite(record[k])]
+    pca = record.get("per_class_acc")
+    if isinstance(pca, list) and any(isinstance(a, float) and not math.isfinite(a) for a in pca):
+        bad.append("per_class_acc")
+    if bad:
+        raise ReportError(f"{where}: non-finite {', '.join(bad)} (NaN or inf): the run diverged; "
+                          "leave it out of the report")
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -101,6 +117,8 @@ def load_run(run_dir: Path | str) -> Run:
         raise ReportError(f"{summary_file}: 'num_classes' must be positive")
     history = load_history(path)
     final = summary.get("final")
+    if isinstance(final, dict):
+        check_finite(final, f"{summary_file} 'final'")
     if not history and not (isinstance(final, dict) and final.get("top1") is not None):
         raise ReportError(f"{path}: neither eval_history.jsonl nor summary.json 'final.top1'")
     for rec in history + ([final] if isinstance(final, dict) else []):
@@ -118,6 +136,12 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
     seen = set()
     unfinished: List[str] = []
     named = {Path(d).resolve() for d in run_dirs}
+    for d in run_dirs:
+        inner = runs_inside(Path(d))
+        if inner:
+            raise ReportError(f"{d} is a run (it has summary.json or config.yaml) and also holds runs ({inner[0]}"
+                              f"{f' and {len(inner) - 1} more' if len(inner) > 1 else ''}): name the runs one by one, "
+                              "or move the outer run into a folder of its own")
     for d in find_runs(run_dirs):  # a compare --save_dir stands for its runs
         key = Path(d).resolve()
         if key in seen:
@@ -134,6 +158,36 @@ def load_runs(run_dirs: Iterable[Path | str]) -> List[Run]:
         raise ReportError("no finished run in " + ", ".join(map(str, run_dirs)) if unfinished
                           else "no run directories given")
     return runs
+
+
+def runs_inside(path: Path) -> List[str]:
+    """The run folders below ``path`` when ``path`` is itself a run (a run whose
+    ``save_name`` put it in its ``save_dir``, beside other runs); empty otherwise."""
+    import os
+
+    if not is_run(str(path)):
+        return []
+    found = []
+    for root, dirs, _ in os.walk(path):
+        dirs.sort()
+        if Path(root) != path and is_run(root):
+            found.append(root)
+    return found
+
+
+def drop_repeated_runs(runs: Iterable[Run]) -> List[Run]:
+    """One run per (setting, method, seed): a run given twice (through two paths, a copy)
+    or a second run of the same method and seed would count as another seed. The first (in
+    the order given) is kept; a note on stderr names each one left out."""
+    kept: Dict[Tuple[str, str, str], Run] = {}
+    for run in runs:
+        key = (run.setting, run.method, str(run.seed))
+        if key in kept:
+            print(f"note: left out {run.path}: {run.method} seed {run.seed} on {run.setting} is already "
+                  f"{kept[key].path} (a (method, seed) counts once)", file=sys.stderr)
+            continue
+        kept[key] = run
+    return list(kept.values())
 
 
 def method_sort_key(method: str) -> Tuple[int, str, str]:
