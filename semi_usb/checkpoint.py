@@ -153,6 +153,8 @@ def load_failure(exc: Exception) -> str:
     """Why ``torch.load`` failed, on one line: for the weights-only unpickler, its own
     reason (``WeightsUnpickler error: ...``) without torch's paragraphs of advice."""
     text = str(exc)
+    if "mmap can only be used with files saved with" in text:  # torch.load(mmap=True) of a non-zip file
+        return "not a checkpoint written by torch.save (not its zip format)"
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
         text = "not a checkpoint of tensors: " + " ".join(text.split())
