@@ -9,15 +9,13 @@ runs on FixMatch only (:attr:`ACR.base_algorithms`; the configuration refuses ot
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from semilearn.algorithms.utils import SSL_Argument, str2bool
-from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..arguments import at_least, in_unit_interval, one_of, positive
+from ..fixmatch_base import FixMatchImbAlgorithm
 from ..mechanism import MechanismLog
-from ..state import load_states, save_states
 from .balanced_head import (BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, repeat_views,
                             unwrap)
 from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
@@ -26,12 +24,9 @@ from .hooks import (AdjustedPseudoLabelingHook, MechanismLogHook, MethodStateHoo
 
 
 @IMB_ALGORITHMS.register("acr")
-class ACR(ImbAlgorithmBase):
+class ACR(FixMatchImbAlgorithm):
     """ACR on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    #: Base algorithms whose step this one computes: its own train_step replaces the base's,
-    #: so on another base (FlexMatch, ...) the base's own step would silently be dropped.
-    base_algorithms = ("fixmatch",)
     #: Method state saved beside the model (checkpoint key -> attribute; see ..state).
     state_attributes = {"acr_tau1_state": "tau1_estimator"}
     #: Weight of the standard branch's unlabeled loss beside ``ulb_loss_ratio`` (1 in ACR;
@@ -44,10 +39,6 @@ class ACR(ImbAlgorithmBase):
     two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
-            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
-                             f"(got {args.algorithm})")
-        self.check_arguments(args)
         self.acr_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         pi = torch.exp(unwrap(self.model).log_prior)
@@ -66,17 +57,8 @@ class ACR(ImbAlgorithmBase):
         return 0
 
     # ---------------------------------------------------------------- model
-    def lb_class_counts(self) -> torch.Tensor:
-        targets = np.asarray(self.dataset_dict["train_lb"].targets, dtype=np.int64)
-        return torch.from_numpy(np.bincount(targets, minlength=self.num_classes))
-
-    def set_model(self):
-        return BalancedHeadNet(super().set_model(), self.num_classes, self.lb_class_counts())
-
-    def set_ema_model(self):
-        ema_model = BalancedHeadNet(self.net_builder(num_classes=self.num_classes), self.num_classes)
-        ema_model.load_state_dict(self.model.state_dict())
-        return ema_model
+    def wrap_network(self, backbone):
+        return BalancedHeadNet(backbone, self.num_classes, self.lb_class_counts())
 
     def set_hooks(self):
         # called by AlgorithmBase.__init__, before FixMatch sets self.p_cutoff: from args
@@ -194,18 +176,12 @@ class ACR(ImbAlgorithmBase):
         Embedding Align and its teacher)."""
         return {}, {}
 
-    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
-        """Prediction is ``argmax`` of :attr:`eval_head` (of the EMA model)."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
-
     # ---------------------------------------------------------------- checkpoint
     def get_save_dict(self):
-        return {**super().get_save_dict(), **save_states(self, self.state_attributes),
-                "mechanism_log": self.mechanism.state_dict()}
+        return {**super().get_save_dict(), "mechanism_log": self.mechanism.state_dict()}
 
     def load_model(self, load_path):
         checkpoint = super().load_model(load_path)
-        load_states(self, self.state_attributes, checkpoint)
         if "mechanism_log" in checkpoint:  # checkpoints of earlier versions have none
             self.mechanism.load_state_dict(checkpoint["mechanism_log"])
         return checkpoint

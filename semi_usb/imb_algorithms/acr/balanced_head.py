@@ -11,38 +11,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..backbone import FeatureHeadsNet
+
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DataParallel / DistributedDataParallel wrapper, or itself."""
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 
-class BalancedHeadNet(nn.Module):
+class BalancedHeadNet(FeatureHeadsNet):
     """Backbone + balanced head; forward returns ``logits``, ``logits_bal`` and ``feat``."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, class_counts: Tensor | None = None):
-        super().__init__()
-        self.backbone = backbone
-        self.num_features = backbone.num_features
+        super().__init__(backbone)
         self.balanced_classifier = nn.Linear(self.num_features, num_classes)
         counts = torch.ones(num_classes) if class_counts is None else torch.as_tensor(class_counts, dtype=torch.float)
         self.register_buffer("log_prior", log_prior(counts))
 
-    def forward(self, x, only_fc: bool = False, only_feat: bool = False, **kwargs):
-        if only_fc:
-            return self.backbone(x, only_fc=True)
-        out = self.backbone(x, **kwargs)
-        if only_feat:
-            return out
-        out["logits_bal"] = self.balanced_classifier(out["feat"])
-        return out
-
-    def group_matcher(self, coarse: bool = False, prefix: str = ""):
-        return self.backbone.group_matcher(coarse, prefix=prefix + "backbone.")
-
-    def no_weight_decay(self):
-        inner = getattr(self.backbone, "no_weight_decay", lambda: [])()
-        return ["backbone." + n for n in inner]
+    def feature_outputs(self, feat: Tensor) -> dict:
+        return {"logits_bal": self.balanced_classifier(feat)}
 
 
 def log_prior(class_counts: Tensor) -> Tensor:

@@ -10,16 +10,14 @@ on FixMatch only, one strong view (as released).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from semilearn.algorithms.utils import SSL_Argument
-from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import unwrap
 from ..acr.hooks import MethodStateHook
 from ..arguments import Range, at_least, in_unit_interval, one_of, positive, within
-from ..state import load_states, save_states
+from ..fixmatch_base import FixMatchImbAlgorithm
 from .feature_bank import FeatureBank
 from .hooks import FeatureBankHook
 from .losses import abc_loss, balanced_temperatures, contrastive_loss, lb_keep_probability, reliable_negatives
@@ -30,20 +28,15 @@ FREQ_INPUTS = ("logits", "probs")
 
 
 @IMB_ALGORITHMS.register("bacon")
-class BaCon(ImbAlgorithmBase):
+class BaCon(FixMatchImbAlgorithm):
     """BaCon on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    #: Base algorithms whose step this one computes (the configuration refuses others).
-    base_algorithms = ("fixmatch",)
     #: Method state saved beside the model (checkpoint key -> attribute; see ..state).
     state_attributes = {"bacon_state": "feature_bank"}
     #: The head it predicts with: ABC's auxiliary head (evaluation, summary.json, test features).
     eval_head = ("aux", "logits_aux")
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
-            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
-                             f"(got {args.algorithm})")
         self.bacon_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         self.keep_lb = lb_keep_probability(self.lb_class_counts())
@@ -60,17 +53,8 @@ class BaCon(ImbAlgorithmBase):
             args.bacon_loss_ratio
 
     # ---------------------------------------------------------------- model
-    def lb_class_counts(self) -> torch.Tensor:
-        targets = np.asarray(self.dataset_dict["train_lb"].targets, dtype=np.int64)
-        return torch.from_numpy(np.bincount(targets, minlength=self.num_classes))
-
-    def set_model(self):
-        return BaConNet(super().set_model(), self.num_classes, self.proj_dim)
-
-    def set_ema_model(self):
-        ema_model = BaConNet(self.net_builder(num_classes=self.num_classes), self.num_classes, self.proj_dim)
-        ema_model.load_state_dict(self.model.state_dict())
-        return ema_model
+    def wrap_network(self, backbone):
+        return BaConNet(backbone, self.num_classes, self.proj_dim)
 
     def set_hooks(self):
         super().set_hooks()
@@ -142,19 +126,6 @@ class BaCon(ImbAlgorithmBase):
                                          total_loss=total_loss.detach(), util_ratio=mask_ulb.mean(),
                                          select_for_contra=select.float().sum())
         return out_dict, log_dict
-
-    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
-        """Prediction is ``argmax`` of :attr:`eval_head`, the auxiliary head (of the EMA model)."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
-
-    # ---------------------------------------------------------------- checkpoint
-    def get_save_dict(self):
-        return {**super().get_save_dict(), **save_states(self, self.state_attributes)}
-
-    def load_model(self, load_path):
-        checkpoint = super().load_model(load_path)
-        load_states(self, self.state_attributes, checkpoint)
-        return checkpoint
 
     @staticmethod
     def get_argument():

@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..backbone import FeatureHeadsNet
 
-class BaConNet(nn.Module):
+
+class BaConNet(FeatureHeadsNet):
     """Backbone + auxiliary classifier + linear projection; forward returns ``logits``,
     ``feat``, ``logits_aux`` and ``proj``."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, proj_dim: int = 16):
-        super().__init__()
-        self.backbone = backbone
-        self.num_features = backbone.num_features
+        super().__init__(backbone)
         self.aux_classifier = nn.Linear(self.num_features, num_classes)
         self.projection = nn.Linear(self.num_features, proj_dim)
 
-    def forward(self, x, only_fc: bool = False, only_feat: bool = False, **kwargs):
-        if only_fc:
-            return self.backbone(x, only_fc=True)
-        out = self.backbone(x, **kwargs)
-        if only_feat:
-            return out
-        out["logits_aux"] = self.aux_classifier(out["feat"])
-        out["proj"] = self.projection(out["feat"])
-        return out
-
-    def group_matcher(self, coarse: bool = False, prefix: str = ""):
-        return self.backbone.group_matcher(coarse, prefix=prefix + "backbone.")
-
-    def no_weight_decay(self):
-        inner = getattr(self.backbone, "no_weight_decay", lambda: [])()
-        return ["backbone." + n for n in inner]
+    def feature_outputs(self, feat):
+        return {"logits_aux": self.aux_classifier(feat), "proj": self.projection(feat)}

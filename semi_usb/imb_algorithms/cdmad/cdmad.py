@@ -11,30 +11,24 @@ from __future__ import annotations
 
 import torch
 from semilearn.algorithms.utils import SSL_Argument, str2bool
-from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import repeat_views, unwrap
 from ..arguments import Range, at_least, in_unit_interval, within
+from ..fixmatch_base import FixMatchImbAlgorithm
 from .debias import DebiasedNet, debiased_targets
 
 
 @IMB_ALGORITHMS.register("cdmad")
-class CDMAD(ImbAlgorithmBase):
+class CDMAD(FixMatchImbAlgorithm):
     """CDMAD on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    base_algorithms = ("fixmatch",)
-    #: No method state outside the model: the bias is measured again in every step.
-    state_attributes: dict = {}
     #: The head it predicts with: the debiased logits (evaluation, summary.json, test features).
     eval_head = ("debiased", "logits_debiased")
     #: Its step takes a second strong view (``num_strong_views: 2``, docs/protocols.md).
     two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
-            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
-                             f"(got {args.algorithm})")
         self.cdmad_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
 
@@ -43,13 +37,8 @@ class CDMAD(ImbAlgorithmBase):
         self.cdmad_p_cutoff, self.cdmad_hard_label = args.cdmad_p_cutoff, args.cdmad_hard_label
 
     # ---------------------------------------------------------------- model
-    def set_model(self):
-        return DebiasedNet(super().set_model(), self.fill)
-
-    def set_ema_model(self):
-        ema_model = DebiasedNet(self.net_builder(num_classes=self.num_classes), self.fill)
-        ema_model.load_state_dict(self.model.state_dict())
-        return ema_model
+    def wrap_network(self, backbone):
+        return DebiasedNet(backbone, self.fill)
 
     # ---------------------------------------------------------------- step
     def view_logits(self, x_lb, x_ulb_w, strong_views):
@@ -87,11 +76,6 @@ class CDMAD(ImbAlgorithmBase):
                                          total_loss=total_loss.detach(), util_ratio=mask.mean(),
                                          bias_spread=bias.amax() - bias.amin())
         return out_dict, log_dict
-
-    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
-        """Prediction is ``argmax`` of :attr:`eval_head`, the debiased logits of the EMA model (in
-        evaluation mode)."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
 
     @staticmethod
     def get_argument():

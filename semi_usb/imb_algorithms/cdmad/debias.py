@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..backbone import BackboneWrapper
+
 
 def solid_image(like: Tensor, fill: float = 1.0) -> Tensor:
     """One image shaped like a row of ``like`` (``(1, *like.shape[1:])``, its dtype and
@@ -36,15 +38,13 @@ def debiased_targets(logits_w: Tensor, bias: Tensor | None, threshold: float, ha
     return (label if hard else probs), (conf >= threshold).to(probs.dtype)
 
 
-class DebiasedNet(nn.Module):
+class DebiasedNet(BackboneWrapper):
     """Backbone whose forward adds ``logits_debiased = logits - logits(solid image)`` in
     evaluation mode. :meth:`bias_logits` runs the solid image through the backbone in the
     current mode (the training step calls it, as released, in training mode)."""
 
     def __init__(self, backbone: nn.Module, fill: float = 1.0):
-        super().__init__()
-        self.backbone = backbone
-        self.num_features = backbone.num_features
+        super().__init__(backbone)
         self.fill = fill
 
     def bias_logits(self, like: Tensor) -> Tensor:
@@ -57,10 +57,3 @@ class DebiasedNet(nn.Module):
             return out
         out["logits_debiased"] = debiased(out["logits"], self.bias_logits(x))
         return out
-
-    def group_matcher(self, coarse: bool = False, prefix: str = ""):
-        return self.backbone.group_matcher(coarse, prefix=prefix + "backbone.")
-
-    def no_weight_decay(self):
-        inner = getattr(self.backbone, "no_weight_decay", lambda: [])()
-        return ["backbone." + n for n in inner]

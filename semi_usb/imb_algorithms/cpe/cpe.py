@@ -10,16 +10,14 @@ one) of the EMA model. The step is FixMatch's, so CPE runs on FixMatch only.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from semilearn.algorithms.utils import SSL_Argument
-from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import logit_adjusted_ce, repeat_views, unwrap
 from ..acr.hooks import MethodStateHook
 from ..arguments import at_least, in_unit_interval
-from ..state import load_states, save_states
+from ..fixmatch_base import FixMatchImbAlgorithm
 from .experts import NUM_EXPERTS, ExpertsNet
 from .hooks import PriorsHook
 from .losses import branch_weights, expert_pseudo_labels, routed_unsup_loss
@@ -27,10 +25,9 @@ from .priors import PseudoLabelPriors
 
 
 @IMB_ALGORITHMS.register("cpe")
-class CPE(ImbAlgorithmBase):
+class CPE(FixMatchImbAlgorithm):
     """CPE on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    base_algorithms = ("fixmatch",)
     state_attributes = {"cpe_priors": "priors"}
     #: The head it predicts with: expert 2, as released (evaluation, summary.json, test features).
     eval_head = ("expert2", "logits_2")
@@ -38,9 +35,6 @@ class CPE(ImbAlgorithmBase):
     two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
-            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
-                             f"(got {args.algorithm})")
         self.cpe_init(args)
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         self.priors = PseudoLabelPriors(NUM_EXPERTS, self.num_classes, args.cpe_prior_momentum)
@@ -50,17 +44,8 @@ class CPE(ImbAlgorithmBase):
         self.cut1, self.cut2 = args.cpe_cut1, args.cpe_cut2
 
     # ---------------------------------------------------------------- model
-    def lb_class_counts(self) -> torch.Tensor:
-        targets = np.asarray(self.dataset_dict["train_lb"].targets, dtype=np.int64)
-        return torch.from_numpy(np.bincount(targets, minlength=self.num_classes))
-
-    def set_model(self):
-        return ExpertsNet(super().set_model(), self.num_classes, self.lb_class_counts())
-
-    def set_ema_model(self):
-        ema_model = ExpertsNet(self.net_builder(num_classes=self.num_classes), self.num_classes)
-        ema_model.load_state_dict(self.model.state_dict())
-        return ema_model
+    def wrap_network(self, backbone):
+        return ExpertsNet(backbone, self.num_classes, self.lb_class_counts())
 
     def set_hooks(self):
         super().set_hooks()
@@ -110,19 +95,6 @@ class CPE(ImbAlgorithmBase):
                 for k, row in enumerate(getattr(self.priors, name).tolist()):
                     log_dict.update({f"train/{name}{k + 1}/{c}": v for c, v in enumerate(row)})
         return out_dict, log_dict
-
-    def evaluate(self, eval_dest="eval", out_key=None, return_logits=False):
-        """Prediction is ``argmax`` of :attr:`eval_head`, expert 2 (of the EMA model), as released."""
-        return super().evaluate(eval_dest=eval_dest, out_key=out_key or self.eval_head[1], return_logits=return_logits)
-
-    # ---------------------------------------------------------------- checkpoint
-    def get_save_dict(self):
-        return {**super().get_save_dict(), **save_states(self, self.state_attributes)}
-
-    def load_model(self, load_path):
-        checkpoint = super().load_model(load_path)
-        load_states(self, self.state_attributes, checkpoint)
-        return checkpoint
 
     @staticmethod
     def get_argument():

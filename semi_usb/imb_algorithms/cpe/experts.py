@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..acr.balanced_head import log_prior
+from ..backbone import BackboneWrapper
 
 #: Class groups of the batch-norm branches, in the order of ``branch_logits``' second axis.
 BRANCHES = ("head", "medium", "tail")
@@ -33,7 +34,7 @@ def supports_cbn(backbone: nn.Module) -> bool:
     return callable(getattr(backbone, "extract", None))
 
 
-class ExpertsNet(nn.Module):
+class ExpertsNet(BackboneWrapper):
     """Backbone + CBN + three experts. Expert 1 is the backbone's own classifier; experts 2
     and 3 are new linear layers (PyTorch's default initialisation, as released).
 
@@ -43,11 +44,9 @@ class ExpertsNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, class_counts: Tensor | None = None):
-        super().__init__()
         if not supports_cbn(backbone):
             raise ValueError(f"cpe needs a network with a feature map (extract(x)), got {type(backbone).__name__}")
-        self.backbone = backbone
-        self.num_features = backbone.num_features
+        super().__init__(backbone)
         self.branch_norms = nn.ModuleList(nn.BatchNorm2d(self.num_features) for _ in BRANCHES)
         self.classifiers = nn.ModuleList(nn.Linear(self.num_features, num_classes) for _ in range(NUM_EXPERTS - 1))
         counts = torch.ones(num_classes) if class_counts is None else torch.as_tensor(class_counts, dtype=torch.float)
@@ -67,10 +66,3 @@ class ExpertsNet(nn.Module):
         experts = branch_logits.mean(1)
         return {"branch_logits": branch_logits, "logits": experts[0], "logits_2": experts[1], "logits_3": experts[2],
                 "feat": feats.mean(0)}
-
-    def group_matcher(self, coarse: bool = False, prefix: str = ""):
-        return self.backbone.group_matcher(coarse, prefix=prefix + "backbone.")
-
-    def no_weight_decay(self):
-        inner = getattr(self.backbone, "no_weight_decay", lambda: [])()
-        return ["backbone." + n for n in inner]

@@ -9,27 +9,23 @@ strong views.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from semilearn.algorithms.utils import SSL_Argument
-from semilearn.core import ImbAlgorithmBase
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.balanced_head import repeat_views
 from ..acr.hooks import MethodStateHook
 from ..arguments import at_least, in_unit_interval
-from ..state import load_states, save_states
+from ..fixmatch_base import FixMatchImbAlgorithm
 from .estimate import (MarginalEstimate, confident, pseudo_label_probs, scale_ratio, supervised_loss,
                        unsupervised_loss)
 from .hooks import MarginalEstimateHook
 
 
 @IMB_ALGORITHMS.register("simpro")
-class SimPro(ImbAlgorithmBase):
+class SimPro(FixMatchImbAlgorithm):
     """SimPro on FixMatch. Arguments: see :meth:`get_argument`."""
 
-    #: Base algorithms whose step this one computes (the configuration refuses others).
-    base_algorithms = ("fixmatch",)
     #: Method state saved beside the model (checkpoint key -> attribute; see ..state).
     state_attributes = {"simpro_state": "simpro_estimate"}
     #: The head it predicts with: the one head, unadjusted (evaluation, summary.json, test features).
@@ -38,18 +34,11 @@ class SimPro(ImbAlgorithmBase):
     two_strong_views = True
 
     def __init__(self, args, net_builder, tb_log=None, logger=None, **kwargs):
-        if args.algorithm not in self.base_algorithms:  # USB's train.py; semilearn train refuses earlier
-            raise ValueError(f"{args.imb_algorithm} runs on {', '.join(self.base_algorithms)} only "
-                             f"(got {args.algorithm})")
         super().__init__(args, net_builder, tb_log, logger, **kwargs)
         counts = self.lb_class_counts().float()
         self.simpro_estimate = MarginalEstimate(counts / counts.sum(), args.simpro_tau, args.simpro_ema_u)
         self.scale_ratio = args.simpro_scale_ratio or scale_ratio(
             len(self.dataset_dict["train_lb"]), len(self.dataset_dict["train_ulb"]), args.batch_size, args.uratio)
-
-    def lb_class_counts(self) -> torch.Tensor:
-        targets = np.asarray(self.dataset_dict["train_lb"].targets, dtype=np.int64)
-        return torch.from_numpy(np.bincount(targets, minlength=self.num_classes))
 
     def set_hooks(self):
         super().set_hooks()
@@ -90,15 +79,6 @@ class SimPro(ImbAlgorithmBase):
         log_dict = self.process_log_dict(sup_loss=sup_loss.detach(), unsup_loss=unsup_loss.detach(),
                                          total_loss=total_loss.detach(), util_ratio=mask.mean())
         return out_dict, log_dict
-
-    # ---------------------------------------------------------------- checkpoint
-    def get_save_dict(self):
-        return {**super().get_save_dict(), **save_states(self, self.state_attributes)}
-
-    def load_model(self, load_path):
-        checkpoint = super().load_model(load_path)
-        load_states(self, self.state_attributes, checkpoint)
-        return checkpoint
 
     @staticmethod
     def get_argument():
