@@ -108,6 +108,31 @@ def build_on_digits(method: str, **flags):
     return alg
 
 
+def ema_predictions(alg, nine=(), zero=()):
+    """``alg.evaluate``'s predictions after the biases of the linear layers ``nine`` are set
+    to say class 9 (``arange(10) * 100``), those of ``zero`` to say class 0, and the EMA model
+    takes the current weights: which head the evaluation reads."""
+    import torch
+
+    with torch.no_grad():
+        for layer in nine:
+            layer.bias.copy_(torch.arange(10.0) * 100)
+        for layer in zero:
+            layer.bias.copy_(-torch.arange(10.0) * 100)
+    alg.ema.register()  # EMA := current weights
+    alg.evaluate("eval")
+    return alg.last_eval.y_pred
+
+
+def semilearn_eval(run, capsys) -> dict:
+    """``semilearn eval --checkpoint RUN/latest_model.pth``: its JSON (the last line of stdout)."""
+    from semi_usb.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", os.path.join(run, "latest_model.pth")]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
 def digits_batch(alg) -> dict:
     """The first labeled and unlabeled batch of ``alg``'s loaders, with the same augmentations
     (python/numpy RNG) for every algorithm."""

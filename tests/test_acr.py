@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from conftest import QUICKSTART, REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
+from conftest import ema_predictions
 from semi_usb.imb_algorithms.acr.balanced_head import (adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask,
                                                       unwrap)
 from semi_usb.imb_algorithms.acr.distribution_estimate import (CLASS_VECTORS, Tau1Estimator, anchors, class_vector,
@@ -335,11 +336,7 @@ def test_old_and_wrong_class_vector_keys_are_one_line_errors(tmp_path, capsys, f
 
 def test_acr_evaluates_the_balanced_head_of_the_ema_model():
     alg = build("acr")
-    with torch.no_grad():
-        alg.model.module.balanced_classifier.bias.copy_(torch.arange(10.0) * 100)  # balanced head says 9
-    alg.ema.register()  # EMA := current weights
-    alg.evaluate("eval")
-    assert (alg.last_eval.y_pred == 9).all()
+    assert (ema_predictions(alg, nine=[alg.model.module.balanced_classifier]) == 9).all()  # balanced head says 9
 
 
 @pytest.mark.parametrize("method", ["acr", "semi"])

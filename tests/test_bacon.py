@@ -4,7 +4,6 @@ exact resume, identical state on two DDP ranks, the quick start and ``--help``."
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
-from conftest import digits_flags, only_run, run_summary
+from conftest import digits_flags, ema_predictions, only_run, run_summary, semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
@@ -307,11 +306,7 @@ def test_contrastive_loss_waits_for_its_start():
 
 def test_bacon_evaluates_the_auxiliary_head_of_the_ema_model():
     alg = build("bacon")
-    with torch.no_grad():
-        alg.model.module.aux_classifier.bias.copy_(torch.arange(10.0) * 100)  # the auxiliary head says 9
-    alg.ema.register()
-    alg.evaluate("eval")
-    assert (alg.last_eval.y_pred == 9).all()
+    assert (ema_predictions(alg, nine=[alg.model.module.aux_classifier]) == 9).all()  # the auxiliary head says 9
 
 
 def test_bacon_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
@@ -320,9 +315,7 @@ def test_bacon_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     assert summary["method"] == "fixmatch+bacon" and summary["head"] == "aux" and summary["iterations_done"] == 6
     ckpt = load(os.path.join(only_run(tmp_path), "latest_model.pth"))
     assert set(ckpt["bacon_state"]) == {"labels", "feats", "class_freq", "centres"}
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", os.path.join(only_run(tmp_path), "latest_model.pth")]) == 0
-    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # semilearn eval: the same head
+    evaluated = semilearn_eval(only_run(tmp_path), capsys)  # semilearn eval: the same head
     assert evaluated["head"] == "aux"
     assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
     assert main(["train", "--algorithm", "bacon", "--help"]) == 0

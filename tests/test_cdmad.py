@@ -5,7 +5,6 @@ state outside the model (the bias is measured again in every step), so there is 
 its own to save or to keep equal across DDP ranks beyond what USB does for the model."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import build_on_digits as build, digits_batch as batch, digits_flags, only_run, run_summary
+from conftest import semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import digits_cfg, digits_yaml  # noqa: F401  (fixtures)
 from semi_usb.cli import main
@@ -153,9 +153,7 @@ def test_cdmad_trains_the_quick_start(tmp_path, capsys):
     s = run_summary(run)
     assert s["method"] == "fixmatch+cdmad" and s["head"] == "debiased" and s["iterations_done"] == 6
     assert "train/bias_spread" in open(os.path.join(run, "log.txt"), encoding="utf-8").read()
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", os.path.join(run, "latest_model.pth")]) == 0
-    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    evaluated = semilearn_eval(run, capsys)
     assert evaluated["head"] == "debiased"
     assert evaluated["final"]["confusion_matrix"] == s["final"]["confusion_matrix"]
 

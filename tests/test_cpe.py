@@ -4,7 +4,6 @@ its logged state across checkpoints and DDP ranks, and real runs of the quick st
 from __future__ import annotations
 
 import datetime
-import json
 import os
 
 import pytest
@@ -14,6 +13,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from conftest import REPO, build_on_digits as build, digits_batch as batch, digits_flags, only_run, run_summary
+from conftest import ema_predictions, semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import digits_cfg, digits_yaml  # noqa: F401  (fixtures)
 from semi_usb.cli import main
@@ -170,12 +170,8 @@ def test_cpe_step_equals_the_released_code(p_cutoff):
 def test_cpe_evaluates_expert_2_of_the_ema_model():
     alg = build("cpe")
     net = alg.model.module if hasattr(alg.model, "module") else alg.model
-    with torch.no_grad():
-        net.classifiers[0].bias.copy_(torch.arange(10.0) * 100)  # expert 2 says 9
-        net.classifiers[1].bias.copy_(-torch.arange(10.0) * 100)  # expert 3 says 0
-    alg.ema.register()  # EMA := current weights
-    alg.evaluate("eval")
-    assert (alg.last_eval.y_pred == 9).all()
+    # expert 2 says 9, expert 3 says 0
+    assert (ema_predictions(alg, nine=[net.classifiers[0]], zero=[net.classifiers[1]]) == 9).all()
 
 
 # --------------------------------------------------------------------------- DDP
@@ -233,9 +229,7 @@ def test_cpe_trains_the_quick_start(tmp_path, capsys):
     log = open(os.path.join(run, "log.txt"), encoding="utf-8").read()
     for key in ("train/sup_loss3", "train/unsup_loss1", "train/util_ratio2", "train/u_py3/9", "train/au_py1/0"):
         assert key in log, key
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", os.path.join(run, "latest_model.pth")]) == 0
-    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    evaluated = semilearn_eval(run, capsys)
     assert evaluated["head"] == "expert2"
     assert evaluated["final"]["confusion_matrix"] == s["final"]["confusion_matrix"]
 

@@ -4,7 +4,6 @@ resume, identical state on two DDP ranks, the quick start and ``--help``."""
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
-from conftest import digits_flags, only_run, run_summary
+from conftest import digits_flags, ema_predictions, only_run, run_summary, semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
@@ -222,11 +221,7 @@ def test_initial_marginals_and_scale_ratio_key():
 
 def test_simpro_evaluates_the_standard_head_of_the_ema_model():
     alg = build("simpro")
-    with torch.no_grad():
-        alg.model.module.classifier.bias.copy_(torch.arange(10.0) * 100)  # the only head says 9
-    alg.ema.register()
-    alg.evaluate("eval")
-    assert (alg.last_eval.y_pred == 9).all()
+    assert (ema_predictions(alg, nine=[alg.model.module.classifier]) == 9).all()  # the only head says 9
 
 
 def test_simpro_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
@@ -237,9 +232,7 @@ def test_simpro_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     ckpt = load(os.path.join(only_run(tmp_path), "latest_model.pth"))
     assert set(ckpt["simpro_state"]) == {"pi_all", "pi_ulb", "adjustment_all", "adjustment_ulb", "lb_counts",
                                          "ulb_mass"}
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", os.path.join(only_run(tmp_path), "latest_model.pth")]) == 0
-    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # semilearn eval: the same head
+    evaluated = semilearn_eval(only_run(tmp_path), capsys)  # semilearn eval: the same head
     assert evaluated["head"] == "standard"
     assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
     assert main(["train", "--algorithm", "simpro", "--help"]) == 0
