@@ -2,9 +2,9 @@
 
 Times the vectorised operations of :class:`semi_usb.imb_algorithms.semi.memory_bank.ConfidenceDecayMemoryBank`
 (``push`` of N candidates, ``decay``, ``prototypes``) and :func:`semi_usb.imb_algorithms.semi.plce.semantic_label`
-(``q``) against a straightforward reference written here in the style of the authors' script:
-a Python loop over the samples with a sort of the class's confidences per sample, and Python
-loops over classes / samples for decay, prototypes and ``q``.
+(``q``) against the per-sample reference that the tests check it with (``tests/reference_bank.py``,
+in the style of the authors' script: a Python loop over the samples with a sort of the class's
+confidences per sample, and Python loops over classes / samples for decay, prototypes and ``q``).
 
 Both banks start from the same full random state and receive the same candidate batches; at
 the end their per-class confidences are compared (``match`` column). On CUDA the vectorised
@@ -29,59 +29,12 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from _table import emit, emit_json  # noqa: E402  (this folder is first on sys.path)
+from reference_bank import ReferenceBank, reference_q  # noqa: E402  (tests/, last on sys.path: the tests' reference)
 
 from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank  # noqa: E402
 from semi_usb.imb_algorithms.semi.plce import semantic_label  # noqa: E402
-
-
-# --------------------------------------------------------------------------- reference
-class ReferenceBank:
-    """Per-sample reference bank (Python loop + sort per sample, like the authors' script,
-    but with the spec's fixes: each feature keeps its own confidence, filled-slot means)."""
-
-    def __init__(self, feats: torch.Tensor, conf: torch.Tensor, filled: torch.Tensor, beta: float):
-        self.feats, self.conf, self.filled = feats.clone(), conf.clone(), filled.clone()
-        self.fresh = torch.zeros_like(filled)
-        self.beta = beta
-
-    def push(self, feats, labels, conf, mask) -> None:
-        for i in range(feats.shape[0]):
-            if not bool(mask[i]):
-                continue
-            c = int(labels[i])
-            vals, idx = torch.sort(self.conf[c])  # ascending: the lowest first
-            if bool(conf[i] > vals[0]):
-                j = int(idx[0])
-                self.feats[c, j] = feats[i]
-                self.conf[c, j] = conf[i]
-                self.filled[c, j] = True
-                self.fresh[c, j] = True
-
-    def decay(self) -> None:
-        for c in range(self.conf.shape[0]):
-            stale = self.filled[c] & ~self.fresh[c]
-            self.conf[c] = torch.where(stale, self.conf[c] * self.beta, self.conf[c])
-            self.fresh[c] = False
-
-    def prototypes(self):
-        C, _, d = self.feats.shape
-        protos = torch.zeros(C, d, device=self.feats.device)
-        has = torch.zeros(C, dtype=torch.bool, device=self.feats.device)
-        for c in range(C):
-            if bool(self.filled[c].any()):
-                protos[c] = self.feats[c][self.filled[c]].mean(0)
-                has[c] = True
-        return protos, has
-
-
-def reference_q(feats_s, protos, has, T_p: float = 0.1):
-    out = torch.zeros(feats_s.shape[0], protos.shape[0], device=feats_s.device)
-    for n in range(feats_s.shape[0]):
-        dist = (protos - feats_s[n]).norm(dim=1)
-        logits = torch.where(has, -dist / T_p, torch.full_like(dist, float("-inf")))
-        out[n] = torch.softmax(logits, dim=0)
-    return out
 
 
 # --------------------------------------------------------------------------- timing

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from reference_bank import ReferenceBank
 from semi_usb.imb_algorithms.semi.memory_bank import ConfidenceDecayMemoryBank, gather_candidates
 
 
@@ -222,40 +223,6 @@ def test_gather_candidates_without_dist_is_identity():
     assert torch.equal(out[1], y) and torch.equal(out[2], c) and torch.equal(out[3], m)
 
 
-# ---------------------------------------------------------------------------------- reference
-class _RefBank:
-    """Straightforward per-sample reference: a candidate enters if it exceeds the lowest."""
-
-    def __init__(self, C, K, beta):
-        self.C, self.K, self.beta = C, K, beta
-        self.entries = [[] for _ in range(C)]  # lists of [conf (0-dim float32), feat tuple, fresh]
-
-    def push(self, feats, labels, conf, mask):
-        for i in range(feats.shape[0]):
-            if not bool(mask[i]):
-                continue
-            c = int(labels[i])
-            e = [conf[i].float().clone(), tuple(feats[i].tolist()), True]
-            ents = self.entries[c]
-            if len(ents) < self.K:
-                ents.append(e)
-                continue
-            j = min(range(len(ents)), key=lambda k: float(ents[k][0]))
-            if float(e[0]) > float(ents[j][0]):
-                ents[j] = e
-
-    def decay(self):
-        for ents in self.entries:
-            for e in ents:
-                if not e[2]:
-                    e[0] = e[0] * self.beta
-                e[2] = False
-
-    def class_entries(self, c):
-        ents = ((float(e[0]), e[1], e[2]) for e in self.entries[c])
-        return sorted(ents, key=lambda e: (-e[0], e[1]))
-
-
 @pytest.mark.parametrize("C,K,max_n", [(3, 4, 24), (12, 3, 6), (1, 5, 9)])
 def test_vectorised_push_matches_per_sample_reference(C, K, max_n):
     # (3, 4, 24): C <= N mostly (class-wise sort); (12, 3, 6): C > N (per-candidate sort)
@@ -264,7 +231,7 @@ def test_vectorised_push_matches_per_sample_reference(C, K, max_n):
     beta = 0.9
     d = 3
     bank = ConfidenceDecayMemoryBank(C, d, size=K, decay_beta=beta)
-    ref = _RefBank(C, K, beta)
+    ref = ReferenceBank.empty(C, K, d, beta)
     for step in range(150):
         n = rng.randint(1, max_n)
         # skewed labels so that some classes get more than K candidates in one push
