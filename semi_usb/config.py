@@ -19,7 +19,7 @@ import yaml
 
 from .errors import ConfigError, brief
 from .imb_algorithms.arguments import RangeError
-from .naming import method_folder, method_label, method_name, rename_method, setting_name
+from .naming import method_folder, method_label, rename_method, setting_name
 from .plugin import registries
 from .ulb_distribution import check as check_ulb_distribution
 
@@ -381,7 +381,7 @@ def finalize(args: argparse.Namespace) -> None:
     from .layout import checkpoint_path
 
     if args.save_name is None:
-        args.save_name = f"{method_name(args)}_{setting_name(args)}_{args.seed}"
+        args.save_name = f"{method_folder(args.algorithm, args.imb_algorithm)}_{setting_name(args)}_{args.seed}"
     if args.load_path is None:
         args.load_path = checkpoint_path(os.path.join(args.save_dir, args.save_name))
     validate_ranges(args)  # sizes >= 1 from here on: the divisions below are defined

@@ -48,23 +48,17 @@ def axes(grid: str | None, algorithms: str | None, settings: str | None, seeds: 
     return algs, sets, seed_list, config_dir or named.get("config_dir", DEFAULT_CONFIG_DIR)
 
 
-def method_dir(algorithm: str) -> str:
-    """USB's folder naming: fixmatch, fixmatch_daso, flexmatch, ... (the base as ``train`` picks it)."""
-    from .config import split_method
-
-    return method_folder(*split_method(algorithm))
-
-
 def plan(algorithms: list, setting: str, seeds: list, config_dir: str, base_config: str | None,
          save_dir: str, overrides: list) -> list:
     """One run per (algorithm, seed): its name, folder, and the method, config file and
     flags of its ``semilearn train`` command."""
+    from .config import split_method
     from .datasets import NUM_CLASSES
 
     runs = []
     keys = parse_setting(setting)
     for alg in algorithms:
-        mdir = method_dir(alg)
+        mdir = method_folder(*split_method(alg))  # fixmatch, fixmatch_daso, ... (the base as train picks it)
         for seed in seeds:
             name = f"{mdir}_{setting}_{seed}"
             protocol = os.path.join(config_dir, mdir, f"{name}.yaml")

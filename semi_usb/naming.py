@@ -51,11 +51,6 @@ def normalise_method(name: str) -> str:
     return "".join(str(name).lower().split())
 
 
-def method_name(args: Any) -> str:
-    """The folder form of the configured method (``args.algorithm``, ``args.imb_algorithm``)."""
-    return method_folder(args.algorithm, args.imb_algorithm)
-
-
 def format_setting(dataset: str, num_labels, lb_imb_ratio, ulb_num_labels, ulb_imb_ratio) -> str:
     """The one formatter of a setting name: ``<dataset>_lb<N1>_<gamma_l>_ulb<M1>_<gamma_u>``,
     each value written as given (``str``); :func:`setting_name` and :func:`make_setting`

@@ -29,7 +29,7 @@ from .errors import CheckpointError, ConfigError, NonFiniteError, brief, one_lin
 from .features import save_test_features
 from .imb_algorithms.device import is_main_rank, model_device
 from .layout import checkpoint_path, summary_path
-from .naming import method_name
+from .naming import method_folder
 from .ranges import check_gpu
 from .resume import train_time_s
 from .run_log import run_logger, tensorboard_log, usb_prints
@@ -308,8 +308,8 @@ def load_weights(args, alg, checkpoint: str) -> None:
     try:
         alg.load_model(checkpoint)
     except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {checkpoint} does not fit {method_name(args)} / {args.net}: "
-                              f"{one_line(exc)}") from None
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit "
+                              f"{method_folder(args.algorithm, args.imb_algorithm)} / {args.net}: {one_line(exc)}") from None
 
 
 def checkpoint_last(alg) -> None:
