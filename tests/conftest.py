@@ -133,6 +133,17 @@ def semilearn_eval(run, capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def help_defaults(method: str, capsys) -> dict:
+    """``semilearn train --algorithm METHOD --help``: each listed key's default as printed
+    (``--simpro_tau`` -> ``2.0``)."""
+    from semi_usb.cli import main
+
+    capsys.readouterr()
+    assert main(["train", "--algorithm", method, "--help"]) == 0
+    return {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
+            if line.strip().startswith("--") and len(line.split()) > 1}
+
+
 def digits_batch(alg) -> dict:
     """The first labeled and unlabeled batch of ``alg``'s loaders, with the same augmentations
     (python/numpy RNG) for every algorithm."""

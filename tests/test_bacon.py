@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
-from conftest import digits_flags, ema_predictions, only_run, run_summary, semilearn_eval
+from conftest import digits_flags, ema_predictions, help_defaults, only_run, run_summary, semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
@@ -318,9 +318,7 @@ def test_bacon_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     evaluated = semilearn_eval(only_run(tmp_path), capsys)  # semilearn eval: the same head
     assert evaluated["head"] == "aux"
     assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
-    assert main(["train", "--algorithm", "bacon", "--help"]) == 0
-    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
-             if line.strip().startswith("--") and len(line.split()) > 1}
+    lines = help_defaults("bacon", capsys)
     expected = {"--bacon_abc_p_cutoff": "0.95", "--bacon_abc_loss_ratio": "1.0", "--bacon_loss_ratio": "1.0",
                 "--bacon_proj_dim": "16", "--bacon_start_ratio": "0.5", "--bacon_T": "0.1", "--bacon_T_eps": "0.0005",
                 "--bacon_neg_weight": "64.0", "--bacon_neg_topk": "3", "--bacon_select_threshold": "0.98",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
-from conftest import digits_flags, ema_predictions, only_run, run_summary, semilearn_eval
+from conftest import digits_flags, ema_predictions, help_defaults, only_run, run_summary, semilearn_eval
 from kill_resume import kill_then_resume
 from run_helpers import assert_same_final_state, flags, load, resume_a_copy
 from run_helpers import digits_cfg, digits_yaml, snapshots  # noqa: F401  (fixtures)
@@ -235,9 +235,7 @@ def test_simpro_trains_the_quick_start_and_lists_its_keys(tmp_path, capsys):
     evaluated = semilearn_eval(only_run(tmp_path), capsys)  # semilearn eval: the same head
     assert evaluated["head"] == "standard"
     assert evaluated["final"]["confusion_matrix"] == summary["final"]["confusion_matrix"]
-    assert main(["train", "--algorithm", "simpro", "--help"]) == 0
-    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
-             if line.strip().startswith("--") and len(line.split()) > 1}
+    lines = help_defaults("simpro", capsys)
     assert (lines["--simpro_tau"], lines["--simpro_ema_u"], lines["--simpro_scale_ratio"]) == ("2.0", "0.9", "0.0")
 
 
