@@ -11,11 +11,14 @@
 #   probe/      reversed only, added after the 54: ACR with tau1 fixed at 0 as SeMi runs it, in
 #               the authors' protocol (acr_authors_tau1_0/) and in main/'s (acr_tau1_0/), and ACR
 #               with only the labeled images added to the unlabeled set (acr_lb_in_ulb/)
+#   main/ again, added later: the 2024 baselines CPE, CDMAD (lane C) and SimPro, BaCon (lane D),
+#               reversed and consistent, the same configuration (24 runs; LANE=C, LANE=D)
 # The 63 runs go as two lanes side by side, one run (one torch thread) at a time each, 33 and 30
 # runs, so that both cores stay busy to the end (compare --jobs 2 per block leaves one core
 # idle for the last run of a block of an odd size). No run is in both lanes. Finished runs are
 # skipped and interrupted ones resume, so the script can be run again after any interruption;
-# LANE=A or LANE=B runs one lane only (e.g. one per machine sharing RUNS). WT, if set, is the
+# LANE=A or LANE=B runs one lane only (e.g. one per machine sharing RUNS); LANE=C and LANE=D run
+# the 2024 baselines' lanes, which the unset LANE (A and B) leaves out. WT, if set, is the
 # absolute path of a git worktree whose code trains the runs (the results here used one at
 # 2a9ddd3); RUNS (default saved_models/cpu_compare_10k_cosine, under WT if set) holds the run
 # folders. --acr_mask_l False: these runs counted the labeled images of the unlabeled set in
@@ -53,6 +56,10 @@ lane_B() {
   run --algorithms acr --setting $REV --save_dir $RUNS/probe/acr_lb_in_ulb --include_lb_to_ulb True \
     --acr_mask_l False
 }
+# the 2024 baselines in main/, two methods a lane, reversed then consistent
+lane_2024() {
+  for s in $REV $CON; do run --algorithms "$1" --setting $s --save_dir $RUNS/main; done
+}
 # paired.md: every row against SeMi, and against SeMi in the authors' protocol
 AUTHORS_SEMI="fixmatch+semi (include_lb_to_ulb True, num_strong_views 2, uratio 1)"
 report() {
@@ -63,8 +70,10 @@ later="once lane B is done too: LANE=report $0"
 case ${LANE:-both} in
   A) lane_A; echo "lane A done; $later" ;;
   B) lane_B; echo "lane B done; ${later/lane B/lane A}" ;;
+  C) lane_2024 cpe,cdmad; echo "lane C done (the report includes main/'s 2024 rows): LANE=report $0" ;;
+  D) lane_2024 simpro,bacon; echo "lane D done (the report includes main/'s 2024 rows): LANE=report $0" ;;
   report) report ;;
   both) lane_A & a=$!; lane_B & b=$!; rc=0; wait $a || rc=1; wait $b || rc=1; [ $rc = 0 ] || exit 1
         report ;;
-  *) echo "reproduce.sh: error: LANE must be A, B, report or unset (both), not '$LANE'" >&2; exit 2 ;;
+  *) echo "reproduce.sh: error: LANE must be A, B, C, D, report or unset (both), not '$LANE'" >&2; exit 2 ;;
 esac
