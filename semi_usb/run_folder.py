@@ -31,6 +31,7 @@ from .config import RUNTIME_KEYS, to_yaml_dict
 from .errors import CheckpointError, ConfigError
 from .layout import (LOCK, HistoryLineError, checkpoint_path, config_path, history_path, is_finished, lock_path,
                      read_history, run_dir, summary_path, take_lock, versions_path)
+from .staging import make_parents
 
 NEW, RESUME, FINISHED = "new", "resume", "finished"
 
@@ -150,17 +151,7 @@ def write_run_files(args: Any) -> None:
 def _make_dirs(path: str) -> list:
     """``os.makedirs(path)`` that returns the folders it created, deepest last (so that a
     failed command can remove exactly those); raises FileExistsError if ``path`` exists."""
-    created, parent = [], os.path.dirname(os.path.abspath(path))
-    missing = []
-    while parent and not os.path.isdir(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder)
-            created.append(folder)
-        except FileExistsError:
-            pass
+    created = make_parents(os.path.dirname(os.path.abspath(path)))
     os.mkdir(path)  # the claim: exactly one process creates the run folder
     return created + [path]
 

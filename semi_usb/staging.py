@@ -73,8 +73,9 @@ def _remove_abandoned(target: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _make_parents(parent: str) -> list:
-    """``os.makedirs(parent)``, returning the folders it created (deepest last)."""
+def make_parents(parent: str) -> list:
+    """``os.makedirs(parent)``, returning the folders it created (deepest last), so that a
+    failed command can remove exactly those."""
     missing = []
     while parent and not os.path.isdir(parent):
         missing.append(parent)
@@ -101,7 +102,7 @@ def staged_folder(target: str, source: str):
     parent, name = os.path.split(target)
     refuse_existing(target)
     try:
-        created = _make_parents(parent)
+        created = make_parents(parent)
     except OSError as exc:
         raise DataError(f"cannot create {parent} ({exc.strerror}): choose a writable place to import into") from None
     work = fd = None
