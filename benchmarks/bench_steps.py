@@ -2,7 +2,8 @@
 
 One process; the three algorithms are built on the same data and config, each gets the
 same pre-loaded batches (already on the device: data loading is not timed), and their
-steps (forward, losses, backward, optimizer, EMA, and each algorithm's after-step hooks:
+steps (forward, losses, backward, the optimizer behind the non-finite guard as training
+registers it, EMA, and each algorithm's after-step hooks:
 bank push/decay, tau1 estimate, ...) are timed interleaved, round-robin, after a warm-up.
 Reports median step time (it/s), the ratios semi/acr and semi/fixmatch, peak memory on
 CUDA, and, on CUDA, host-device synchronisations per step and the GPU-busy fraction.
@@ -59,6 +60,7 @@ def parse_variant(text: str) -> tuple[dict, bool]:
 
 def build(method: str, config: str, overrides: dict, compile_backend: str | None = None):
     from semi_usb.config import build_args
+    from semi_usb.monitor import GuardedParamUpdateHook
     from semi_usb.runner import build_algorithm, fast_step, place_models, seed_everything
 
     flags = {"save_dir": "/tmp/semi_usb_bench", "use_tensorboard": "False", "num_eval_iter": "1000000",
@@ -69,6 +71,9 @@ def build(method: str, config: str, overrides: dict, compile_backend: str | None
     alg = build_algorithm(args)
     place_models(args, alg)
     fast_step(args, alg)  # data_pipeline, bf16, channels_last: as training applies them
+    # the parameter update as training registers it (runner._run): the non-finite guard's
+    # checks and its copies of the weights and optimizer state are part of every step
+    alg.register_hook(GuardedParamUpdateHook(args.semi_usb_nonfinite_patience), "ParamUpdateHook", "HIGHEST")
     if compile_backend:
         net = getattr(alg.model, "module", alg.model)  # place_models wraps the net in DataParallel
         net.forward = torch.compile(net.forward, backend=compile_backend)  # parameter names unchanged (EMA)
