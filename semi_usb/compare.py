@@ -132,7 +132,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="run several algorithms on the same settings and seeds",
                        description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Any further --key value is passed to every run (e.g. --num_train_iter 2000).")
-    p.add_argument("--algorithms", help="comma list: fixmatch,daso,abc,acr,semi")
+    p.add_argument("--algorithms", help="comma list of methods, e.g. fixmatch,abc,acr,semi,cpe,simpro")
     p.add_argument("--setting", help="USB setting name(s), comma list, e.g. cifar10_lb1500_100_ulb3000_-100")
     p.add_argument("--grid", help="a named grid of methods x settings x seeds (semi_usb/grid.py): classic_cv_imb")
     p.add_argument("--seeds", help="comma list (default 0,1,2)")
