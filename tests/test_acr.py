@@ -14,8 +14,8 @@ from conftest import QUICKSTART, REPO
 from conftest import build_on_digits as build
 from conftest import digits_batch as batch
 from conftest import ema_predictions
-from semi_usb.imb_algorithms.acr.balanced_head import (adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask,
-                                                      unwrap)
+from semi_usb.imb_algorithms.acr.balanced_head import adjusted_probs, log_prior, logit_adjusted_ce, masked_ce, or_mask
+from semi_usb.imb_algorithms.device import unwrap
 from semi_usb.imb_algorithms.acr.distribution_estimate import (CLASS_VECTORS, Tau1Estimator, anchors, class_vector,
                                                                confident_class_vector, symmetric_kl, tau1_from_kl,
                                                                update_u_py)

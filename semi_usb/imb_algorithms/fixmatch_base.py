@@ -4,15 +4,38 @@ The plugin's algorithms (ACR, SeMi, CPE, CDMAD, SimPro, BaCon) each compute FixM
 themselves, so each refuses another base algorithm; each may wrap USB's network in its own
 (:meth:`FixMatchImbAlgorithm.wrap_network`, the EMA model wrapped the same way), predict
 with a head of its own (``eval_head``) and keep state objects beside the model
-(``state_attributes``, saved and loaded with the checkpoint; see :mod:`.state`).
+(``state_attributes``, saved and loaded with the checkpoint and moved to the model's device
+by :class:`MethodStateHook`; see :mod:`.state`).
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 import torch
 from semilearn.core import ImbAlgorithmBase
+from semilearn.core.hooks import Hook
 
-from .state import load_states, save_states
+from .device import model_device
+from .state import load_states, move_states, save_states
+
+
+def repeat_views(tensors, n_views: int) -> tuple:
+    """Per-image tensors (``B_u`` rows; None stays None) tiled to ``n_views x B_u`` rows, in
+    the order of stacked strong views ``[view 0; view 1]`` (docs/method.md, "Two strong views")."""
+    return tuple(None if t is None else t.repeat(n_views, *([1] * (t.dim() - 1))) for t in tensors)
+
+
+class MethodStateHook(Hook):
+    """Before training, move the algorithm's state objects (``layout``: its
+    ``state_attributes``) to the device of its model (they live outside the model, so USB
+    does not move them)."""
+
+    def __init__(self, layout: Mapping):
+        self.layout = layout
+
+    def before_run(self, algorithm):
+        move_states(algorithm, self.layout, model_device(algorithm))
 
 
 class FixMatchImbAlgorithm(ImbAlgorithmBase):
@@ -37,6 +60,11 @@ class FixMatchImbAlgorithm(ImbAlgorithmBase):
     @staticmethod
     def check_arguments(args) -> None:
         """What one key's range cannot say: a ValueError (one line) for a bad combination."""
+
+    def set_hooks(self):
+        super().set_hooks()
+        if self.state_attributes:
+            self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
 
     # ---------------------------------------------------------------- model
     def lb_class_counts(self) -> torch.Tensor:

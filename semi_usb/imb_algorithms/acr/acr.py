@@ -14,13 +14,12 @@ from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..arguments import at_least, in_unit_interval, one_of, positive
-from ..fixmatch_base import FixMatchImbAlgorithm
+from ..device import unwrap
+from ..fixmatch_base import FixMatchImbAlgorithm, repeat_views
 from ..mechanism import MechanismLog
-from .balanced_head import (BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask, repeat_views,
-                            unwrap)
+from .balanced_head import BalancedHeadNet, adjusted_probs, logit_adjusted_ce, masked_ce, or_mask
 from .distribution_estimate import CLASS_VECTORS, Tau1Estimator
-from .hooks import (AdjustedPseudoLabelingHook, MechanismLogHook, MethodStateHook, OrMaskingHook, Tau1Hook,
-                    logging_step)
+from .hooks import AdjustedPseudoLabelingHook, MechanismLogHook, OrMaskingHook, Tau1Hook, logging_step
 
 
 @IMB_ALGORITHMS.register("acr")
@@ -68,7 +67,6 @@ class ACR(FixMatchImbAlgorithm):
         self.register_hook(OrMaskingHook(args.p_cutoff, args.acr_T), "MaskingHook")
         self.register_hook(Tau1Hook(args.p_cutoff, args.acr_est_epoch, args.acr_adaptive_tau1, self.num_iter_per_epoch),
                            "Tau1Hook")
-        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
         self.register_hook(MechanismLogHook(args.num_log_iter, self.num_train_iter), "MechanismLogHook")
 
     @property

@@ -14,11 +14,6 @@ from torch import Tensor
 from ..backbone import FeatureHeadsNet
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DataParallel / DistributedDataParallel wrapper, or itself."""
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-
-
 class BalancedHeadNet(FeatureHeadsNet):
     """Backbone + balanced head; forward returns ``logits``, ``logits_bal`` and ``feat``."""
 
@@ -61,8 +56,3 @@ def masked_ce(logits: Tensor, targets: Tensor, mask: Tensor, weight: Tensor | No
         loss = loss * weight
     return loss.mean()
 
-
-def repeat_views(tensors, n_views: int) -> tuple:
-    """Per-image tensors (``B_u`` rows; None stays None) tiled to ``n_views x B_u`` rows, in
-    the order of stacked strong views ``[view 0; view 1]`` (docs/method.md, "Two strong views")."""
-    return tuple(None if t is None else t.repeat(n_views, *([1] * (t.dim() - 1))) for t in tensors)

@@ -1,6 +1,6 @@
 """USB hooks of ACR (docs/method.md, "ACR"), registered under USB's hook names where they
-replace one: logit-adjusted pseudo-labels, OR masks, the tau1 estimate; and the hook that
-puts the method state on the model's device. SeMi's hooks derive from these.
+replace one: logit-adjusted pseudo-labels, OR masks, the tau1 estimate, and the mechanism log.
+SeMi's hooks derive from these.
 
 Each hook is built with its settings (as USB's DASO hooks are); from the algorithm it reads
 only the iteration ``it``, the step's output (``out_dict``, ``log_dict``, or what the step
@@ -8,26 +8,10 @@ passes to the hook) and the state objects (``tau1_estimator``, ``mechanism``).
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import torch
 from semilearn.core.hooks import Hook
 
-from ..device import model_device
-from ..state import move_states
 from .balanced_head import adjusted_probs, or_mask
-
-
-class MethodStateHook(Hook):
-    """Before training, move the algorithm's state objects (``layout``: its
-    ``state_attributes``) to the device of its model (they live outside the model, so USB
-    does not move them)."""
-
-    def __init__(self, layout: Mapping):
-        self.layout = layout
-
-    def before_run(self, algorithm):
-        move_states(algorithm, self.layout, model_device(algorithm))
 
 
 class AdjustedPseudoLabelingHook(Hook):

@@ -14,8 +14,6 @@ import torch
 from semilearn.algorithms.utils import SSL_Argument
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from ..acr.balanced_head import unwrap
-from ..acr.hooks import MethodStateHook
 from ..arguments import Range, at_least, in_unit_interval, one_of, positive, within
 from ..fixmatch_base import FixMatchImbAlgorithm
 from .feature_bank import FeatureBank
@@ -59,7 +57,6 @@ class BaCon(FixMatchImbAlgorithm):
     def set_hooks(self):
         super().set_hooks()
         self.register_hook(FeatureBankHook(), "FeatureBankHook")
-        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
 
     def contrast_active(self) -> bool:
         """The released ``it > 150000`` of 300,000 iterations: after ``bacon_start_ratio`` of training."""

@@ -13,9 +13,9 @@ import torch
 from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from ..acr.balanced_head import repeat_views, unwrap
 from ..arguments import Range, at_least, in_unit_interval, within
-from ..fixmatch_base import FixMatchImbAlgorithm
+from ..device import unwrap
+from ..fixmatch_base import FixMatchImbAlgorithm, repeat_views
 from .debias import DebiasedNet, debiased_targets
 
 

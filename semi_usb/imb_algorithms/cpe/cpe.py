@@ -14,10 +14,10 @@ import torch
 from semilearn.algorithms.utils import SSL_Argument
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from ..acr.balanced_head import logit_adjusted_ce, repeat_views, unwrap
-from ..acr.hooks import MethodStateHook
+from ..acr.balanced_head import logit_adjusted_ce
 from ..arguments import at_least, in_unit_interval
-from ..fixmatch_base import FixMatchImbAlgorithm
+from ..device import unwrap
+from ..fixmatch_base import FixMatchImbAlgorithm, repeat_views
 from .experts import NUM_EXPERTS, ExpertsNet
 from .hooks import PriorsHook
 from .losses import branch_weights, expert_pseudo_labels, routed_unsup_loss
@@ -50,7 +50,6 @@ class CPE(FixMatchImbAlgorithm):
     def set_hooks(self):
         super().set_hooks()
         self.register_hook(PriorsHook(self.args.cpe_est_epoch, self.num_iter_per_epoch), "PriorsHook")
-        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
 
     # ---------------------------------------------------------------- step
     def branch_logits(self, x_lb, x_ulb_w, x_ulb_s):

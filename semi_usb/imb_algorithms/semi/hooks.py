@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from semilearn.core.hooks import Hook
 
-from ..acr.balanced_head import repeat_views
 from ..acr.hooks import AdjustedPseudoLabelingHook, OrMaskingHook
+from ..fixmatch_base import repeat_views
 from .hard_examples import hard_example_weights
 from .memory_bank import gather_candidates
 from .plce import enhance, mix_weights, semantic_label

@@ -22,9 +22,10 @@ from semilearn.algorithms.utils import SSL_Argument, str2bool
 from semilearn.core.utils import IMB_ALGORITHMS
 
 from ..acr.acr import ACR
-from ..acr.balanced_head import unwrap
-from ..acr.balanced_head import adjusted_probs, or_mask, repeat_views
+from ..acr.balanced_head import adjusted_probs, or_mask
 from ..arguments import at_least, in_unit_interval, one_of, positive
+from ..device import unwrap
+from ..fixmatch_base import repeat_views
 from .hard_examples import EmbeddingCenter, embedding_align_loss
 from .hooks import EmbeddingCenterHook, HardExampleMaskingHook, MemoryBankHook, PLCEPseudoLabelingHook
 from .mechanism import ealign_effect, oheml_effect, plce_effect

@@ -13,10 +13,8 @@ import torch
 from semilearn.algorithms.utils import SSL_Argument
 from semilearn.core.utils import IMB_ALGORITHMS
 
-from ..acr.balanced_head import repeat_views
-from ..acr.hooks import MethodStateHook
 from ..arguments import at_least, in_unit_interval
-from ..fixmatch_base import FixMatchImbAlgorithm
+from ..fixmatch_base import FixMatchImbAlgorithm, repeat_views
 from .estimate import (MarginalEstimate, confident, pseudo_label_probs, scale_ratio, supervised_loss,
                        unsupervised_loss)
 from .hooks import MarginalEstimateHook
@@ -43,7 +41,6 @@ class SimPro(FixMatchImbAlgorithm):
     def set_hooks(self):
         super().set_hooks()
         self.register_hook(MarginalEstimateHook(self.num_iter_per_epoch), "MarginalEstimateHook")
-        self.register_hook(MethodStateHook(self.state_attributes), "MethodStateHook")
 
     # ---------------------------------------------------------------- step
     def forward_logits(self, x_lb, x_ulb_w, x_ulb_s) -> tuple:
