@@ -16,7 +16,7 @@ from semi_usb.errors import ReportError
 from semi_usb.layout import features_path
 
 from .runs import Run
-from .scores import GroupResult, by_setting, head_medium_tail_split
+from .scores import GroupResult, head_medium_tail_split, write_per_setting
 
 MARKERS = (("head", "o"), ("medium", "s"), ("tail", "^"))
 
@@ -117,9 +117,4 @@ def plot_embedding(groups: Sequence[GroupResult], path: Path) -> bool:
 
 def write_embeddings(results: Sequence[GroupResult], out: Path) -> List[Path]:
     """The embedding figure of every setting whose runs saved test features."""
-    written = []
-    for setting, groups in by_setting(results).items():
-        path = out / embedding_name(setting)
-        if plot_embedding(groups, path):
-            written.append(path)
-    return written
+    return write_per_setting(results, out, embedding_name, plot_embedding)

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 
 from semi_usb.calibration import Reliability
 
-from .scores import GroupResult, aggregate, by_setting, format_pm
+from .scores import GroupResult, aggregate, format_pm, write_per_setting
 
 
 def reliability_name(setting: str) -> str:
@@ -77,9 +77,4 @@ def plot_reliability(groups: Sequence[GroupResult], path: Path) -> bool:
 
 def write_reliability(results: Sequence[GroupResult], out: Path) -> List[Path]:
     """The reliability diagram of every setting whose runs recorded the ECE bins."""
-    written = []
-    for setting, groups in by_setting(results).items():
-        path = out / reliability_name(setting)
-        if plot_reliability(groups, path):
-            written.append(path)
-    return written
+    return write_per_setting(results, out, reliability_name, plot_reliability)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from semi_usb.naming import summary_setting
 from semi_usb.calibration import Reliability, reliability_from_json
@@ -270,3 +270,15 @@ def by_setting(results: Sequence[GroupResult]) -> Dict[str, List[GroupResult]]:
     for g in results:
         by_setting.setdefault(g.setting, []).append(g)
     return by_setting
+
+
+def write_per_setting(results: Sequence[GroupResult], out, name: Callable[[str], str],
+                      plot: Callable[[List[GroupResult], Any], bool]) -> list:
+    """``plot(groups, out / name(setting))`` for each setting's groups; the paths of the files
+    it wrote (where it returned True)."""
+    written = []
+    for setting, groups in by_setting(results).items():
+        path = out / name(setting)
+        if plot(groups, path):
+            written.append(path)
+    return written
