@@ -84,12 +84,18 @@ def check_save_name(args: Any) -> None:
 
 
 def check_gpu(args: Any) -> None:
-    """``--gpu N`` must be a device that is present."""
-    if getattr(args, "gpu", None) is None:
-        return
+    """``--gpu N`` must be a device that is present; DDP (``world_size`` > 1) needs GPUs."""
     import torch
 
     n = torch.cuda.device_count()
+    if getattr(args, "world_size", 1) > 1 and n == 0:
+        # USB picks each node's main process as rank % GPUs (semilearn/core/hooks/checkpoint.py
+        # line 19, logging.py lines 17 and 39): without a GPU that divides by zero, and a rule
+        # of one process per node would let every rank write the run folder
+        raise ConfigError(f"world_size {args.world_size} needs GPUs: this machine has none, and USB's DDP picks its "
+                          "main process by GPU; train on the CPU with world_size 1")
+    if getattr(args, "gpu", None) is None:
+        return
     if args.gpu >= n:
         have = "no GPU" if n == 0 else f"{n} GPU{'s' if n > 1 else ''} (0..{n - 1})"
         raise ConfigError(f"gpu {args.gpu} is not present: this machine has {have}; leave gpu unset "

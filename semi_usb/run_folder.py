@@ -76,13 +76,33 @@ def saved_config(path: str) -> dict:
     return saved
 
 
+#: Keys added with a default that changes what some runs compute, each with the value that a
+#: ``config.yaml`` written before the key existed means (a function of that file; None where
+#: the key cannot change the run). Any other key that a saved configuration lacks is taken to
+#: be at a default that computes what the code before it did.
+ABSENT_MEANS = {
+    # ACR's estimate counted the labeled images of the unlabeled set before acr_mask_l (default
+    # True, as ACR's released code) left them out; they are there only with include_lb_to_ulb
+    "acr_mask_l": lambda saved: False if saved.get("include_lb_to_ulb") else None,
+}
+
+
 def experiment_changes(args: Any, path: str) -> list:
     """``key=saved (now new)`` for each key, runtime keys aside, whose value differs from the
-    ``config.yaml`` of the run in ``path`` (which must exist and be readable)."""
+    ``config.yaml`` of the run in ``path`` (which must exist and be readable); a key of
+    :data:`ABSENT_MEANS` that the file lacks counts at the value the file means."""
     saved = saved_config(path)
     now = yaml.safe_load(yaml.safe_dump(to_yaml_dict(args)))  # the same types as the saved file
-    return [f"{k}={saved[k]!r} (now {now[k]!r})" for k in sorted(now)
-            if k in saved and k not in RUNTIME_KEYS and saved[k] != now[k]]
+    changes = []
+    for k in sorted(set(now) - RUNTIME_KEYS):
+        if k in saved:
+            if saved[k] != now[k]:
+                changes.append(f"{k}={saved[k]!r} (now {now[k]!r})")
+        elif k in ABSENT_MEANS:
+            meant = ABSENT_MEANS[k](saved)
+            if meant is not None and meant != now[k]:
+                changes.append(f"{k}={meant!r} (absent from its config.yaml, which predates the key; now {now[k]!r})")
+    return changes
 
 
 def check_same_experiment(args: Any, path: str) -> None:

@@ -114,6 +114,47 @@ def test_resume_with_another_configuration_is_refused_and_touches_nothing(finish
                         num_log_iter=3, semi_usb_num_threads=1, eval_batch_size=32)) == 0
 
 
+@pytest.mark.parametrize("lb_in_ulb,mask_l,refused", [
+    (True, True, True),     # ACR's estimate counted the labeled images before acr_mask_l: not the same run
+    (True, False, False),   # the value the old file means
+    (False, True, False),   # no labeled images in the unlabeled set: acr_mask_l changes nothing
+])
+def test_a_key_added_since_a_run_began_counts_at_what_its_config_meant(tmp_path, lb_in_ulb, mask_l, refused):
+    """A run whose config.yaml predates ``acr_mask_l`` counted the labeled images of the
+    unlabeled set in ACR's estimate: under today's default (leave them out) it is another
+    experiment, and is neither resumed nor counted as done; where they are absent, or with
+    ``--acr_mask_l False``, it is the same one."""
+    from argparse import Namespace
+
+    from semi_usb.run_folder import check_same_experiment, experiment_changes
+
+    old = {"imb_algorithm": "acr", "include_lb_to_ulb": lb_in_ulb, "acr_tau1": 2.0, "num_train_iter": 4}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    now = Namespace(**old, acr_mask_l=mask_l, save_dir="elsewhere")
+    changes = experiment_changes(now, str(tmp_path))
+    if refused:
+        assert changes == ["acr_mask_l=False (absent from its config.yaml, which predates the key; now True)"]
+        with pytest.raises(Exception, match=r"was started with acr_mask_l=False \(absent"):
+            check_same_experiment(now, str(tmp_path))
+    else:
+        assert changes == []
+    # a file that names the key is compared as written
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**old, "acr_mask_l": not mask_l}))
+    assert experiment_changes(now, str(tmp_path)) == [f"acr_mask_l={not mask_l!r} (now {mask_l!r})"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="DDP on a machine without GPUs")
+def test_ddp_without_a_gpu_is_refused_and_writes_nothing(digits_yaml, tmp_path, capsys):
+    """An externally launched DDP job on the CPU: USB's hooks divide the rank by the GPU count,
+    and every rank would count as the main one and write the run folder."""
+    code = main(["train", "--algorithm", "semi", "--world_size", "2", "--rank", "0"]
+                + flags(digits_yaml, tmp_path / "saved", num_train_iter=4, epoch=1, num_eval_iter=2, **SEMI))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["semilearn train: error: world_size 2 needs GPUs: this machine has none, and USB's "
+                                 "DDP picks its main process by GPU; train on the CPU with world_size 1"], err
+    assert not (tmp_path / "saved").exists()
+
+
 def test_resume_of_a_run_killed_after_its_last_checkpoint_finishes_it(finished_run, digits_yaml, tmp_path):
     """Killed after the last step's checkpoint, before summary.json: resuming trains nothing,
     evaluates, and writes the summary (the loop state of the checkpoint is kept)."""
