@@ -1,15 +1,17 @@
 """``semilearn data import`` / ``import-idx``: image folders, ``.tar.gz`` archives and
 MNIST-format idx files into the layouts the loaders read (:mod:`semi_usb.datasets`; for
 ``--dataset cifar10/cifar100``, the files semilearn's own CIFAR loader reads). Nothing
-existing is overwritten.
+existing is overwritten. An archive is extracted inside the import's staging folder, on the
+target's disk (:mod:`semi_usb.staging`): a kill leaves nothing in the system's temporary
+folder, and the next import of the same target removes what it left.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import shutil
 import tarfile
-import tempfile
 
 import numpy as np
 
@@ -17,11 +19,16 @@ from .datasets import CIFAR_DIRS, NUM_CLASSES, ImageSet, class_files, read_image
 from .errors import DataError
 from .staging import refuse_existing, staged_folder
 
+#: The archive's extraction, inside the staging folder (removed before the folder is renamed).
+EXTRACTED = ".extracted"
+#: Errors of writing the extraction: the target's disk, not the archive.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
 
 def _extract_archive(src: str, workdir: str) -> str:
-    """Extract ``src`` into ``workdir`` (a temporary folder); a member that would land
-    outside it (``../``, an absolute path, a link out), a truncated or corrupt archive are
-    one-line errors."""
+    """Extract ``src`` into ``workdir`` (a new folder); a member that would land outside it
+    (``../``, an absolute path, a link out), a truncated or corrupt archive are one-line
+    errors; an error of writing (a full disk) is raised as it is."""
     import zlib
 
     try:
@@ -31,6 +38,8 @@ def _extract_archive(src: str, workdir: str) -> str:
         raise DataError(f"{src} holds a member that would be written outside the import folder ({exc}): "
                         "refused; repack the archive with relative paths") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise
         raise DataError(f"{src} is not a readable .tar/.tar.gz archive ({type(exc).__name__}: "
                         f"{' '.join(str(exc).split())}): download or pack it again") from None
     entries = [e for e in os.listdir(workdir) if not e.startswith(".")]
@@ -75,31 +84,40 @@ def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", n
     """
     if not os.path.exists(src):
         raise DataError(f"import source not found: {src}")
-    with tempfile.TemporaryDirectory() as work:
-        root = _extract_archive(src, work) if os.path.isfile(src) else src
-        for split in ("train", "test"):
-            if not os.path.isdir(os.path.join(root, split)):
-                raise DataError(f"{src} has no {split}/ folder (expected train/<class>/*, test/<class>/*)")
-        if dataset in CIFAR_DIRS:
-            target = os.path.join(data_dir, dataset, CIFAR_DIRS[dataset])
-            refuse_existing(target)
+    archive = os.path.isfile(src)
+    if not archive:
+        _check_layout(src, src, dataset)  # before anything is written
+    cifar = dataset in CIFAR_DIRS
+    target = os.path.join(data_dir, dataset, CIFAR_DIRS[dataset]) if cifar else os.path.join(data_dir, name or "imagefolder")
+    refuse_existing(target)
+    with staged_folder(target, src) as work:
+        root = _extract_archive(src, os.path.join(work, EXTRACTED)) if archive else src
+        if archive:
+            _check_layout(root, src, dataset)
+        if cifar:
             train = read_image_folder(os.path.join(root, "train"), img_size or 32)
             test = read_image_folder(os.path.join(root, "test"), img_size or 32)
             if train.classes != test.classes:
                 raise DataError(f"train/ and test/ of {src} have different classes")
             if len(train.classes) != NUM_CLASSES[dataset]:
                 raise DataError(f"{src} has {len(train.classes)} classes, {dataset} has {NUM_CLASSES[dataset]}")
-            with staged_folder(target, src) as work:
-                _write_cifar(work, dataset, train, test)
-            return target
-        target = os.path.join(data_dir, name or "imagefolder")
-        refuse_existing(target)
+            _write_cifar(work, dataset, train, test)
+        else:
+            shutil.copytree(root, work, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True)
+        if archive:
+            shutil.rmtree(os.path.join(work, EXTRACTED))
+    return target
+
+
+def _check_layout(root: str, src: str, dataset: str) -> None:
+    """``root`` (the source folder or its extraction) holds ``train/<class>/*`` and
+    ``test/<class>/*``; an image folder's files are checked here, CIFAR's as they are read."""
+    for split in ("train", "test"):
+        if not os.path.isdir(os.path.join(root, split)):
+            raise DataError(f"{src} has no {split}/ folder (expected train/<class>/*, test/<class>/*)")
+    if dataset not in CIFAR_DIRS:
         for split in ("train", "test"):
             class_files(os.path.join(root, split))  # validates the layout
-        with staged_folder(target, src) as work:
-            shutil.copytree(root, work, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True)
-        return target
-
 
 FASHION_MNIST_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                          "ankle_boot"]

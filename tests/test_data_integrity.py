@@ -166,6 +166,15 @@ def _import_case(kind: str, src_folder: str, tmp_path) -> tuple:
     if kind == "cifar10":
         return (["data", "import", src_folder, "--dataset", "cifar10", "--data_dir", str(data_dir)],
                 data_dir / "cifar10" / "cifar-10-batches-py", "pickle:dump")
+    if kind == "archive":  # a .tar.gz with one top folder, extracted on the target's disk
+        import tarfile
+
+        archive = tmp_path / "src" / "imgs.tar.gz"
+        archive.parent.mkdir()
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(src_folder, arcname="cifar_subset")
+        return (["data", "import", str(archive), "--dataset", "imagefolder", "--name", "imgs", "--data_dir",
+                 str(data_dir)], data_dir / "imgs", "tarfile:copyfileobj")
     src = _small_idx(tmp_path / "idx")
     return (["data", "import-idx", src, str(data_dir / "fmnist"), "--classes", "fashion-mnist"], data_dir / "fmnist",
             "PIL.Image:Image.save")
@@ -174,8 +183,11 @@ def _import_case(kind: str, src_folder: str, tmp_path) -> tuple:
 def _pause_and_signal(argv: list, where: str, sig: int, tmp_path) -> subprocess.Popen:
     driver, ready = tmp_path / "pause.py", tmp_path / "ready"
     driver.write_text(PAUSE_DRIVER, encoding="utf-8")
+    systmp = tmp_path / "systmp"  # the system's temporary folder, for this process alone
+    systmp.mkdir()
     proc = subprocess.Popen([sys.executable, str(driver), where, str(ready), *argv], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": REPO})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": REPO, "TMPDIR": str(systmp)})
     deadline = time.monotonic() + 300
     while not ready.exists():
         assert proc.poll() is None, proc.communicate()
@@ -195,13 +207,14 @@ def _looks_imported(data_dir) -> list:
     return out
 
 
-@pytest.mark.parametrize("kind", ["imagefolder", "cifar10", "idx"])
+@pytest.mark.parametrize("kind", ["imagefolder", "cifar10", "idx", "archive"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_an_interrupted_import_leaves_nothing_and_the_retry_works(cifar_subset_folder, tmp_path, kind, sig):
     argv, target, where = _import_case(kind, cifar_subset_folder, tmp_path)
     (tmp_path / "disk").mkdir()
     proc = _pause_and_signal(argv, where, sig, tmp_path)
     disk = tmp_path / "disk"
+    assert os.listdir(tmp_path / "systmp") == []  # nothing the next import could not find
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and proc.stderr.read().strip() == "semilearn: interrupted"
         assert os.listdir(disk) == []  # not even the data folder made for it
@@ -217,7 +230,7 @@ def test_an_interrupted_import_leaves_nothing_and_the_retry_works(cifar_subset_f
     assert again.returncode == 2 and f"{target} already exists and is a complete import (" in again.stderr, again.stderr
 
 
-@pytest.mark.parametrize("kind", ["imagefolder", "cifar10", "idx"])
+@pytest.mark.parametrize("kind", ["imagefolder", "cifar10", "idx", "archive"])
 def test_an_import_onto_a_full_disk_is_one_line_and_leaves_nothing(cifar_subset_folder, tmp_path, kind):
     argv, target, _ = _import_case(kind, cifar_subset_folder, tmp_path)
     with tmpfs(tmp_path / "disk", "1m") as disk:
