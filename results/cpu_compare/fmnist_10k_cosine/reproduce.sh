@@ -60,11 +60,12 @@ lane_B() {
 lane_2024() {
   for s in $REV $CON; do run --algorithms "$1" --setting $s --save_dir $RUNS/main; done
 }
-# paired.md: every row against SeMi, and against SeMi in the authors' protocol
+# paired.md: every row against SeMi, against SeMi in the authors' protocol, and against ABC (the
+# best of the older methods in main/, to place the 2024 baselines)
 AUTHORS_SEMI="fixmatch+semi (include_lb_to_ulb True, num_strong_views 2, uratio 1)"
 report() {
   semilearn report $RUNS/main $RUNS/semi_p07 $RUNS/ablation/* $RUNS/authors $RUNS/probe/* --out $HERE \
-    --reference semi --reference "$AUTHORS_SEMI"
+    --reference semi --reference "$AUTHORS_SEMI" --reference abc
 }
 later="once lane B is done too: LANE=report $0"
 case ${LANE:-both} in
