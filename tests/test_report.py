@@ -268,6 +268,24 @@ def test_protocol_columns_and_warning_on_shared_keys(tmp_path):
     assert keys == ["include_lb_to_ulb", "lr_schedule", "num_strong_views"]
 
 
+def test_a_method_with_its_own_threshold_shows_it_in_the_protocol_table(tmp_path):
+    """CDMAD thresholds with ``cdmad_p_cutoff`` (0: every sample), not FixMatch's
+    ``p_cutoff``, which its config.yaml still holds: the table shows the threshold it ran with."""
+    import yaml
+
+    configs = {"fixmatch": {"p_cutoff": 0.95},
+               "fixmatch+cdmad": {"imb_algorithm": "cdmad", "p_cutoff": 0.95, "cdmad_p_cutoff": 0.0}}
+    dirs = []
+    for method, config in configs.items():
+        d = write_run(tmp_path, method, 0, with_history=False)
+        (d / "config.yaml").write_text(yaml.safe_dump(config))
+        dirs.append(str(d))
+    assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
+    rows = table_rows((tmp_path / "out" / "results.md").read_text(), SETTING_A, "| method | lr_schedule")
+    assert rows["fixmatch"][3] == "0.95"
+    assert rows["fixmatch+cdmad"][3] == "0.0 (cdmad_p_cutoff)"
+
+
 def test_variants_of_one_method_are_separate_rows(tmp_path):
     """SeMi at p_cutoff 0.7 and SeMi without PLCE beside SeMi as usual (two seeds each): three
     rows, each variant named by the keys in which it differs from most of SeMi's runs; the

@@ -1,6 +1,6 @@
 """The protocol each compared method ran under (docs/protocols.md): its learning-rate
-schedule, strong-view count, threshold and ``include_lb_to_ulb``, and the shared keys in which
-the methods of one setting differ.
+schedule, strong-view count, threshold (a method's own, where it has one) and
+``include_lb_to_ulb``, and the shared keys in which the methods of one setting differ.
 
 Read from each run's ``summary.json`` and, for what the summary lacks, its ``config.yaml``.
 A key is the method's own when it is not one of the trainer's base keys
@@ -24,6 +24,17 @@ def protocol_values(run: Run) -> Dict[str, Any]:
     return {k: run.summary.get(k, run.config.get(k, default)) for k, default in PROTOCOL_KEYS.items()}
 
 
+def shown_values(run: Run) -> Dict[str, Any]:
+    """:func:`protocol_values` as the protocol table shows them: a method with a threshold of
+    its own (``<method>_p_cutoff``: CDMAD's ``cdmad_p_cutoff``) ran with that one, not with
+    FixMatch's ``p_cutoff``, so the table shows it, named."""
+    values = protocol_values(run)
+    own = f"{run.config.get('imb_algorithm')}_p_cutoff"
+    if own in run.config:
+        values["p_cutoff"] = f"{run.config[own]} ({own})"
+    return values
+
+
 def shared_keys() -> List[str]:
     """Base keys that the methods of one comparison should share."""
     from semi_usb.config import BASE_KEYS, RUNTIME_KEYS
@@ -35,7 +46,7 @@ def differing_keys(runs: Sequence[Run]) -> Dict[str, Dict[str, List[str]]]:
     """Shared keys whose values differ between the methods: key -> method -> its values."""
     values: Dict[str, Dict[str, set]] = {}
     for run in runs:
-        config = {**run.config, **protocol_values(run)}
+        config = {**run.config, **shown_values(run)}
         for key in shared_keys():
             if key in config:
                 values.setdefault(key, {}).setdefault(run.method, set()).add(str(config[key]))
@@ -47,7 +58,7 @@ def protocol_table(runs_by_method: Dict[str, Sequence[Run]]) -> List[str]:
     """Markdown: one row per method with its protocol keys, then a warning per differing key."""
     out = ["| method | " + " | ".join(PROTOCOL_KEYS) + " |", "|---|" + "---|" * len(PROTOCOL_KEYS)]
     for method, runs in runs_by_method.items():
-        cells = ["/".join(sorted({str(protocol_values(r)[k]) for r in runs})) for k in PROTOCOL_KEYS]
+        cells = ["/".join(sorted({str(shown_values(r)[k]) for r in runs})) for k in PROTOCOL_KEYS]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     out.append("")
     diff = differing_keys([r for runs in runs_by_method.values() for r in runs])
