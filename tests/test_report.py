@@ -312,3 +312,21 @@ def test_variants_of_one_method_are_separate_rows(tmp_path):
     rows = table_rows((tmp_path / "out" / "results.md").read_text(), SETTING_A, "| method | lr_schedule")
     assert list(rows) == ["fixmatch+semi", "fixmatch+semi (p_cutoff 0.7)", "fixmatch+semi (semi_use_plce False)"]
     assert rows["fixmatch+semi (p_cutoff 0.7)"][3] == "0.7"
+
+
+def test_resumed_runs_are_named_under_their_method(tmp_path):
+    """A run whose summary says it was resumed from a checkpoint (resumed_from_it > 0) is named,
+    with the iteration, on its method's line; runs that went in one go (0, or an older summary
+    without the key) are not."""
+    dirs = []
+    for method, seed, resumed in (("fixmatch", 0, 3750), ("fixmatch", 1, 0), ("fixmatch+semi", 0, None)):
+        d = write_run(tmp_path / "runs", method, seed)
+        summary = json.loads((d / "summary.json").read_text())
+        if resumed is not None:
+            summary["resumed_from_it"] = resumed
+        (d / "summary.json").write_text(json.dumps(summary))
+        dirs.append(str(d))
+    assert main(dirs + ["--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    lines = [line for line in md.splitlines() if "resumed from a checkpoint" in line]
+    assert lines == ["  - resumed from a checkpoint (exact resume; last start): seed 0 at it 3750"]

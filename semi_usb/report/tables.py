@@ -205,7 +205,21 @@ def _method_line(g: GroupResult) -> List[str]:
     dup = sorted({str(s) for s in g.seeds if g.seeds.count(s) > 1})
     if dup:
         out.append(f"  - warning: seed(s) {', '.join(dup)} occur more than once")
+    resumed = _resumed(g.runs)
+    if resumed:
+        out.append(f"  - resumed from a checkpoint (exact resume; last start): {resumed}")
     return out
+
+
+def _resumed(runs: Sequence[Run]) -> str:
+    """``seed S at it N`` for each run whose last training process started from a checkpoint
+    (``summary.resumed_from_it`` > 0); empty when every run went in one go."""
+    found = []
+    for r in sorted(runs, key=lambda r: seed_key(r.seed)):
+        it = r.summary.get("resumed_from_it")
+        if isinstance(it, int) and not isinstance(it, bool) and it > 0:
+            found.append(f"seed {r.seed} at it {it}")
+    return ", ".join(found)
 
 
 def _md_row(cells: Sequence[str]) -> str:
