@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .config import RUNTIME_KEYS, to_yaml_dict
+from .config import RUNTIME_KEYS, method_class, to_yaml_dict
 from .errors import CheckpointError, ConfigError
 from .layout import (LOCK, HistoryLineError, checkpoint_path, config_path, history_path, is_finished, lock_path,
                      read_history, run_dir, summary_path, take_lock, versions_path)
@@ -76,21 +76,19 @@ def saved_config(path: str) -> dict:
     return saved
 
 
-#: Keys added with a default that changes what some runs compute, each with the value that a
-#: ``config.yaml`` written before the key existed means (a function of that file; None where
-#: the key cannot change the run). Any other key that a saved configuration lacks is taken to
-#: be at a default that computes what the code before it did.
-ABSENT_MEANS = {
-    # ACR's estimate counted the labeled images of the unlabeled set before acr_mask_l (default
-    # True, as ACR's released code) left them out; they are there only with include_lb_to_ulb
-    "acr_mask_l": lambda saved: False if saved.get("include_lb_to_ulb") else None,
-}
+def absent_means(args: Any, key: str, saved: dict) -> Any:
+    """The value of ``key`` that a ``config.yaml`` written before the key existed (``saved``)
+    means: the method class's ``absent_means`` (e.g. ACR's ``acr_mask_l``), None where the key
+    cannot change such a run. Any other key that a saved configuration lacks is taken to be at
+    a default that computes what the code before it did."""
+    declared = getattr(method_class(args.algorithm, args.imb_algorithm), "absent_means", None)
+    return None if declared is None else declared(key, saved)
 
 
 def experiment_changes(args: Any, path: str) -> list:
     """``key=saved (now new)`` for each key, runtime keys aside, whose value differs from the
-    ``config.yaml`` of the run in ``path`` (which must exist and be readable); a key of
-    :data:`ABSENT_MEANS` that the file lacks counts at the value the file means."""
+    ``config.yaml`` of the run in ``path`` (which must exist and be readable); a key that the
+    file lacks counts at the value the file means (:func:`absent_means`)."""
     saved = saved_config(path)
     now = yaml.safe_load(yaml.safe_dump(to_yaml_dict(args)))  # the same types as the saved file
     changes = []
@@ -98,8 +96,8 @@ def experiment_changes(args: Any, path: str) -> list:
         if k in saved:
             if saved[k] != now[k]:
                 changes.append(f"{k}={saved[k]!r} (now {now[k]!r})")
-        elif k in ABSENT_MEANS:
-            meant = ABSENT_MEANS[k](saved)
+        else:
+            meant = absent_means(args, k, saved)
             if meant is not None and meant != now[k]:
                 changes.append(f"{k}={meant!r} (absent from its config.yaml, which predates the key; now {now[k]!r})")
     return changes

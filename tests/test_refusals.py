@@ -128,7 +128,7 @@ def test_a_key_added_since_a_run_began_counts_at_what_its_config_meant(tmp_path,
 
     from semi_usb.run_folder import check_same_experiment, experiment_changes
 
-    old = {"imb_algorithm": "acr", "include_lb_to_ulb": lb_in_ulb, "acr_tau1": 2.0, "num_train_iter": 4}
+    old = {"algorithm": "fixmatch", "imb_algorithm": "acr", "include_lb_to_ulb": lb_in_ulb, "acr_tau1": 2.0, "num_train_iter": 4}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     now = Namespace(**old, acr_mask_l=mask_l, save_dir="elsewhere")
     changes = experiment_changes(now, str(tmp_path))

@@ -61,6 +61,14 @@ class FixMatchImbAlgorithm(ImbAlgorithmBase):
     def check_arguments(args) -> None:
         """What one key's range cannot say: a ValueError (one line) for a bad combination."""
 
+    @staticmethod
+    def absent_means(key: str, saved: dict):
+        """The value of the method's key ``key`` that a saved ``config.yaml`` written before
+        the key existed (``saved``, a dict) means, where a later default computes something
+        else; None: the key cannot change such a run (resume and compare then take the run as
+        the same experiment)."""
+        return None
+
     def set_hooks(self):
         super().set_hooks()
         if self.state_attributes:

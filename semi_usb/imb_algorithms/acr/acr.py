@@ -191,6 +191,15 @@ class ACR(FixMatchImbAlgorithm):
             raise ValueError(f"acr_tau_min {args.acr_tau_min} is above acr_tau_max {args.acr_tau_max}")
 
     @staticmethod
+    def absent_means(key: str, saved: dict):
+        """acr_mask_l came with a default (True, as ACR's released code) that leaves the labeled
+        images of the unlabeled set out of the estimate; runs started before it counted them.
+        They are there only with include_lb_to_ulb."""
+        if key == "acr_mask_l" and saved.get("include_lb_to_ulb"):
+            return False
+        return None
+
+    @staticmethod
     def get_argument():
         weight = at_least(0.0, float)
         return [
