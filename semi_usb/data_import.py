@@ -19,7 +19,8 @@ from .datasets import CIFAR_DIRS, NUM_CLASSES, ImageSet, class_files, read_image
 from .errors import DataError
 from .staging import refuse_existing, staged_folder
 
-#: The archive's extraction, inside the staging folder (removed before the folder is renamed).
+#: The archive's extraction, inside the staging folder: its entries are moved into the folder
+#: (one write), and what is left is removed before the folder is renamed.
 EXTRACTED = ".extracted"
 #: Errors of writing the extraction: the target's disk, not the archive.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -102,11 +103,36 @@ def import_image_folder(src: str, data_dir: str, dataset: str = "imagefolder", n
             if len(train.classes) != NUM_CLASSES[dataset]:
                 raise DataError(f"{src} has {len(train.classes)} classes, {dataset} has {NUM_CLASSES[dataset]}")
             _write_cifar(work, dataset, train, test)
-        else:
+        elif not (archive and _move_visible(root, work)):
             shutil.copytree(root, work, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True)
         if archive:
             shutil.rmtree(os.path.join(work, EXTRACTED))
     return target
+
+
+def _move_visible(root: str, work: str) -> bool:
+    """Move the extraction ``root`` (inside ``work``, on the same disk) into ``work`` without
+    writing it again, leaving out its hidden entries (``.*``, at any depth, e.g. ``.DS_Store``)
+    as the copy of a source folder does. False, with nothing moved, where it holds a symbolic
+    link (the copy writes the linked file in its place)."""
+    hidden = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if name.startswith("."):
+                hidden.append(path)
+            elif os.path.islink(path):
+                return False
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    for path in hidden:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    for entry in os.listdir(root):
+        if not entry.startswith("."):
+            os.rename(os.path.join(root, entry), os.path.join(work, entry))
+    return True
 
 
 def _check_layout(root: str, src: str, dataset: str) -> None:

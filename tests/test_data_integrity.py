@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,61 @@ def test_already_exists_says_whether_the_folder_is_complete(cifar_subset_folder,
     assert err == [f"semilearn data: error: {handmade} already exists and is not a complete import (no "
                    ".semi_usb_import.json: files put there by hand, or an import interrupted before this check "
                    "existed): check it, or remove it and import again"], err
+
+
+def _archive(tmp_path, src_folder: str, extra) -> str:
+    """A .tar.gz of ``src_folder`` under one top folder, with ``extra(top)`` run on a copy first."""
+    import tarfile
+
+    top = tmp_path / "pack" / "cifar_subset"
+    shutil.copytree(src_folder, top)
+    extra(top)
+    archive = tmp_path / "imgs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(top, arcname="cifar_subset")
+    return str(archive)
+
+
+def test_an_archive_import_moves_its_extraction_once_and_leaves_hidden_entries_out(
+        cifar_subset_folder, tmp_path, monkeypatch):
+    """The extraction is moved into the import (no second write of every image: a copy is
+    refused here); hidden entries at any depth are left out, as with a source folder."""
+    from semi_usb.cli import main
+
+    def add_hidden(top):
+        (top / ".DS_Store").write_bytes(b"x")
+        (top / "train" / "cat" / "._0.jpg").write_bytes(b"x")
+        (top / "test" / ".git").mkdir()
+        (top / "test" / ".git" / "HEAD").write_text("ref")
+
+    archive = _archive(tmp_path, cifar_subset_folder, add_hidden)
+
+    def no_copy(*a, **k):
+        raise AssertionError("the extraction was copied")
+
+    monkeypatch.setattr(shutil, "copytree", no_copy)
+    monkeypatch.setattr(shutil, "copyfile", no_copy)
+    data_dir = tmp_path / "data"
+    assert main(["data", "import", archive, "--name", "imgs", "--data_dir", str(data_dir)]) == 0
+    target = data_dir / "imgs"
+    assert sorted(_looks_imported(target)) == sorted(_looks_imported(cifar_subset_folder))
+    hidden = [os.path.join(r, n) for r, ds, fs in os.walk(target) for n in ds + fs if n.startswith(".")]
+    assert hidden == [str(target / ".semi_usb_import.json")], hidden
+    some = sorted((target / "train" / "cat").iterdir())[0]
+    assert some.read_bytes() == (Path(cifar_subset_folder) / "train" / "cat" / some.name).read_bytes()
+
+
+def test_an_archive_with_a_link_is_copied_with_the_linked_file_in_its_place(cifar_subset_folder, tmp_path):
+    from semi_usb.cli import main
+
+    def add_link(top):
+        first = sorted((top / "train" / "cat").iterdir())[0]
+        os.symlink(first.name, top / "train" / "cat" / "linked.jpg")
+
+    archive = _archive(tmp_path, cifar_subset_folder, add_link)
+    data_dir = tmp_path / "data"
+    assert main(["data", "import", archive, "--name", "imgs", "--data_dir", str(data_dir)]) == 0
+    linked = data_dir / "imgs" / "train" / "cat" / "linked.jpg"
+    first = sorted((data_dir / "imgs" / "train" / "cat").iterdir())[0]
+    assert not linked.is_symlink() and linked.read_bytes() == first.read_bytes()
+    assert not (data_dir / "imgs" / ".extracted").exists()
