@@ -118,7 +118,10 @@ def test_the_cache_follows_an_image_rewritten_with_the_same_size_and_mtime(tmp_p
 # ------------------------------------------------------------------------------ imports
 
 PAUSE_DRIVER = textwrap.dedent("""
-    import importlib, sys, time
+    import importlib, signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, also where pytest was started in the background (a
+    # non-interactive shell's `&` passes SIGINT on as ignored, and Python then keeps it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     where, ready, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     module, _, path = where.partition(":")
     owner = importlib.import_module(module)
