@@ -23,8 +23,9 @@
 # the report. WT, if set, is the absolute path of a git worktree whose code trains the runs (one
 # commit for all; write it in the README); RUNS (default saved_models/fmnist_semi_parts, under WT
 # if set) holds the run folders. On a 2-core CPU: 900-2,000 s a run, about 6-11 hours in all.
-# Then `semilearn report` writes results.md, paired.md (against semi/ and against
-# acr_authors_count_lb/) and mechanism.md into this folder.
+# Then `semilearn report` writes results.md, paired.md (against semi/: what removing parts
+# does; against all_off/: what one part added to none does; against acr_authors_count_lb/)
+# and mechanism.md into this folder.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "${WT:-$HERE/../../..}"
@@ -57,7 +58,8 @@ lane_B() {
     --include_lb_to_ulb True --acr_mask_l False
 }
 report() {
-  semilearn report $RUNS --out $HERE --reference $RUNS/semi --reference $RUNS/acr_authors_count_lb
+  semilearn report $RUNS --out $HERE --reference $RUNS/semi --reference $RUNS/all_off \
+    --reference $RUNS/acr_authors_count_lb
 }
 later="once the other lane is done too: LANE=report $0"
 case ${LANE:-both} in
