@@ -108,3 +108,22 @@ def test_reference_by_label_short_name_or_folder(tmp_path, name):
     assert main([str(d) for d in dirs] + ["--out", str(tmp_path), "--no-plots", "--reference", name]) == 0
     text = (tmp_path / "paired.md").read_text()
     assert f"## {REV}: against {label}\n" in text and "| fixmatch+acr | 3 |" in text
+
+
+def test_a_method_of_another_protocol_is_marked(tmp_path):
+    """ACR in the authors' protocol (``authors/``: two strong views, uratio 1, labeled images in
+    the unlabeled set) as the reference: SeMi and ACR of ``main/`` are marked, with the keys in
+    which they differ; against SeMi of ``main/``, ACR of ``main/`` (the same protocol) is not."""
+    dirs = [RUNS / f"fixmatch_{m}_{REV}_{s}" for m in ("acr", "semi") for s in range(3)]
+    authors = RUNS.parent / "authors"
+    dirs += [authors / f"fixmatch_acr_{REV}_{s}" for s in range(3)]
+    assert main([str(d) for d in dirs] + ["--out", str(tmp_path), "--no-plots", "--reference", str(authors)]) == 0
+    text = (tmp_path / "paired.md").read_text()
+    assert "| fixmatch+semi ‡ | 3 |" in text
+    assert "| fixmatch+acr (include_lb_to_ulb False, num_strong_views 1, uratio 2) ‡ | 3 |" in text
+    note = next(line for line in text.splitlines() if line.startswith("- ‡ fixmatch+semi:"))
+    assert note == ("- ‡ fixmatch+semi: num_strong_views 1 (reference 2), include_lb_to_ulb False (reference True), "
+                    "uratio 2 (reference 1)")
+    assert main([str(d) for d in dirs[:6]] + ["--out", str(tmp_path / "same"), "--no-plots", "--reference", "semi"]) == 0
+    same = (tmp_path / "same" / "paired.md").read_text()
+    assert "| fixmatch+acr | 3 |" in same and "‡ fixmatch" not in same
