@@ -11,6 +11,7 @@ import socket
 import numpy as np
 import torch
 
+from .config import algorithm_keys
 from .naming import method_label, setting_name
 
 #: (name, output key) of the head an algorithm predicts with unless it says otherwise.
@@ -65,6 +66,13 @@ def _class_counts(dataset, num_classes: int) -> list:
     return np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=num_classes).tolist()
 
 
+def method_defaults(args) -> dict:
+    """The declared default of each of the method's own keys (its algorithms' ``SSL_Argument``
+    lists): ``semilearn report`` names a variant by the keys in which it differs from them."""
+    return {k.name: k.default for k in algorithm_keys(args.algorithm, args.imb_algorithm)
+            if isinstance(k.default, (str, int, float, bool, type(None)))}
+
+
 def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0) -> dict:
     """Machine-readable result of the EMA model on the test set (the USB eval split).
 
@@ -93,6 +101,7 @@ def make_summary(args, alg, wall_time_s: float | None = None, start_it: int = 0)
         # the protocol that `semilearn report` shows per method (docs/protocols.md)
         "lr_schedule": getattr(args, "lr_schedule", "usb"), "num_strong_views": getattr(args, "num_strong_views", 1),
         "p_cutoff": getattr(args, "p_cutoff", None), "include_lb_to_ulb": args.include_lb_to_ulb,
+        "method_defaults": method_defaults(args),
         "model": "ema", "head": head,
         "final": {"it": int(alg.it), "top1": result.top1, "balanced_acc": result.balanced_acc,
                   "per_class_acc": per_class, "confusion_matrix": result.confusion.tolist(),

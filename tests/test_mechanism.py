@@ -141,7 +141,12 @@ def test_mechanism_metrics_reach_log_tensorboard_and_summary(tmp_path):
     assert main(["train", "--algorithm", "semi"] + digits_flags(tmp_path / "semi", **flags)) == 0
     run = only_run(tmp_path / "semi")
     log = open(os.path.join(run, "log.txt")).read()
-    summary = json.load(open(os.path.join(run, "summary.json")))["mechanism"]
+    full = json.load(open(os.path.join(run, "summary.json")))
+    summary = full["mechanism"]
+    # the declared defaults of SeMi's own keys, not the values this run used
+    defaults = full["method_defaults"]
+    assert defaults["p_cutoff"] == 0.95 and defaults["semi_warmup_iter"] == 3000 and defaults["semi_use_bank"] is True
+    assert "num_train_iter" not in defaults and "seed" not in defaults  # trainer keys are not the method's
     assert summary["from_it"] == 2 and summary["logged_steps"] == 3  # iterations 4, 6 and 8
     for key in MECHANISM_KEYS:
         assert f"train/{key}:" in log, key

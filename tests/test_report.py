@@ -314,6 +314,40 @@ def test_variants_of_one_method_are_separate_rows(tmp_path):
     assert rows["fixmatch+semi (p_cutoff 0.7)"][3] == "0.7"
 
 
+def test_variants_are_named_against_the_declared_defaults(tmp_path):
+    """Runs that record their method's declared defaults (``method_defaults``): SeMi with every
+    default is ``fixmatch+semi`` even where most runs switch parts off (as in an ablation), and
+    1 is the default 1.0; without the record the majority names the variants, as before."""
+    import yaml
+
+    from semi_usb.report.runs import load_run
+    from semi_usb.report.variants import variant_labels
+
+    declared = {"semi_use_bank": True, "semi_use_plce": True, "semi_ulb_std_weight": 1.0, "p_cutoff": 0.95}
+    off = {"semi_use_bank": False, "semi_use_plce": False}
+    arms = {"semi": {}, "scaled": {"semi_ulb_std_weight": 0.3}, "one": {"semi_ulb_std_weight": 1},
+            **{f"off_{k}": off for k in range(4)}}  # four of seven runs with the parts off
+
+    def labels(record: bool) -> dict:
+        runs = []
+        for name, changed in arms.items():
+            d = write_run(tmp_path / f"{record}_{name}", "fixmatch+semi", 0)
+            (d / "config.yaml").write_text(yaml.safe_dump({**declared, **changed, "seed": 0}))
+            if record:
+                summary = json.loads((d / "summary.json").read_text())
+                (d / "summary.json").write_text(json.dumps({**summary, "method_defaults": declared}))
+            runs.append(load_run(d))
+        return dict(zip(arms, variant_labels(runs)))
+
+    named = labels(record=True)
+    assert named["semi"] == named["one"] == "fixmatch+semi"
+    assert {named[f"off_{k}"] for k in range(4)} == {"fixmatch+semi (semi_use_bank False, semi_use_plce False)"}
+    assert named["scaled"] == "fixmatch+semi (semi_ulb_std_weight 0.3)"
+    majority = labels(record=False)  # the parts off are the majority: the run with every default is the variant
+    assert majority["semi"] == "fixmatch+semi (semi_use_bank True, semi_use_plce True)"
+    assert majority["off_0"] == "fixmatch+semi" and majority["one"] == "fixmatch+semi (semi_ulb_std_weight 1, semi_use_bank True, semi_use_plce True)"
+
+
 def test_resumed_runs_are_named_under_their_method(tmp_path):
     """A run whose summary says it was resumed from a checkpoint (resumed_from_it > 0) is named,
     with the iteration, on its method's line; runs that went in one go (0, or an older summary
