@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 from semi_usb.published import USB_TABLE_COLUMNS, PublishedEntry, choose
 
-from .protocol import protocol_values
+from .protocol import protocol_with_uratio
 
 #: The mark of a published number measured under another protocol than the run's.
 MARKS: Dict[str, str] = {"acr": "ᵃ", "usb": "ᵘ", "simpro": "ˢ"}
@@ -73,8 +73,7 @@ def run_protocol(values: Iterable[Mapping[str, object]]) -> str:
 
 def runs_protocol(runs: Sequence) -> str:
     """The protocol of report runs (:func:`run_protocol` of their protocol keys and uratio)."""
-    return run_protocol({**protocol_values(r), "uratio": r.summary.get("uratio", r.config.get("uratio"))}
-                        for r in runs)
+    return run_protocol(protocol_with_uratio(r) for r in runs)
 
 
 def mark(entry: PublishedEntry, protocol: str) -> str:

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 from semi_usb.errors import ReportError
 
-from .protocol import protocol_values
+from .protocol import protocol_with_uratio
 from .runs import seed_key
 from .scores import GroupResult, by_setting
 
@@ -117,16 +117,14 @@ def group_protocol(group: GroupResult) -> Dict[str, str]:
     """The protocol keys and uratio of a group's runs, each as the sorted set of its values."""
     values: Dict[str, set] = {}
     for run in group.runs:
-        keys = {**protocol_values(run), "uratio": run.summary.get("uratio", run.config.get("uratio"))}
-        for k, v in keys.items():
+        for k, v in protocol_with_uratio(run).items():
             values.setdefault(k, set()).add(str(v))
     return {k: "/".join(sorted(v)) for k, v in values.items()}
 
 
-def protocol_difference(group: GroupResult, ref: GroupResult) -> str:
-    """``key this (reference that), ...`` for the protocol keys in which ``group`` differs
-    from ``ref``; '' when it trained under the same protocol."""
-    mine, theirs = group_protocol(group), group_protocol(ref)
+def protocol_difference(mine: Dict[str, str], theirs: Dict[str, str]) -> str:
+    """``key this (reference that), ...`` for the keys of two :func:`group_protocol` results
+    that differ; '' when they trained under the same protocol."""
     return ", ".join(f"{k} {mine.get(k)} (reference {theirs.get(k)})" for k in mine if mine.get(k) != theirs.get(k))
 
 
@@ -176,13 +174,13 @@ def render_paired(results: Sequence[GroupResult], references: Sequence[Optional[
             lines += [f"## {setting}: against {ref.method}", "",
                       "| method | n | " + " | ".join(title for _, title in PAIRED_METRICS) + " |",
                       "|---|---|" + "---|" * len(PAIRED_METRICS)]
-            other = []
+            other, ref_protocol = [], group_protocol(ref)
             for g in groups:
                 if g is ref:
                     continue
                 cells = [paired_difference(per_seed(g, k), per_seed(ref, k)) for k, _ in PAIRED_METRICS]
                 n = max(c.n for c in cells)
-                differs = protocol_difference(g, ref)
+                differs = protocol_difference(group_protocol(g), ref_protocol)
                 if differs:
                     other.append(f"- {OTHER_PROTOCOL} {g.method}: {differs}")
                 label = g.method.replace('|', chr(92) + '|') + (f" {OTHER_PROTOCOL}" if differs else "")

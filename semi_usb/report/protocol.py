@@ -24,6 +24,12 @@ def protocol_values(run: Run) -> Dict[str, Any]:
     return {k: run.summary.get(k, run.config.get(k, default)) for k, default in PROTOCOL_KEYS.items()}
 
 
+def protocol_with_uratio(run: Run) -> Dict[str, Any]:
+    """:func:`protocol_values` and the run's ``uratio``: what two runs must share to have
+    trained under one protocol (the leaderboard's protocol name, the paired tables' mark)."""
+    return {**protocol_values(run), "uratio": run.summary.get("uratio", run.config.get("uratio"))}
+
+
 def shown_values(run: Run) -> Dict[str, Any]:
     """:func:`protocol_values` as the protocol table shows them: a method with a threshold of
     its own (``<method>_p_cutoff``: CDMAD's ``cdmad_p_cutoff``) ran with that one, not with
