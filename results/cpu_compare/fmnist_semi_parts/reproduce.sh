@@ -25,7 +25,8 @@
 # if set) holds the run folders. On a 2-core CPU: 900-2,000 s a run, about 6-11 hours in all.
 # Then `semilearn report` writes results.md, paired.md (against semi/: what removing parts
 # does; against all_off/: what one part added to none does; against acr_authors_count_lb/)
-# and mechanism.md into this folder.
+# and mechanism.md into this folder; per_seed.py writes per_seed.md (final top-1, spread of the
+# last five evaluations and the two head classes' recall, per arm and seed).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "${WT:-$HERE/../../..}"
@@ -60,6 +61,7 @@ lane_B() {
 report() {
   semilearn report $RUNS --out $HERE --reference $RUNS/semi --reference $RUNS/all_off \
     --reference $RUNS/acr_authors_count_lb
+  python3 "$HERE/per_seed.py" "$RUNS"
 }
 later="once the other lane is done too: LANE=report $0"
 case ${LANE:-both} in
